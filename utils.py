@@ -1,0 +1,400 @@
+"""Data layer: FMA metadata, audio decoding, log-mel features and the on-disk feature cache.
+
+Nothing here trains or defines a model. The pieces, in the order data flows through them:
+
+- `load_tracks` / `load_genres` / `select_subset` / `audio_path`: FMA's metadata files
+  (tracks.csv has a two-row header and Python-list columns; subsets are ordered small < medium < large).
+- `load_audio`: decode (libsndfile: mp3, wav, flac, ogg, ...), mix to mono, resample with soxr.
+  Every failure is an `AudioError` whose message names the file and the reason.
+- `log_mel`: the one log-mel function used by training, evaluation and prediction.
+- `prepare_cache`: decode every track of a subset once, in parallel, into a float16 array on disk
+  (`features.npy`, read through a memmap) plus `index.csv` listing each track's status. Resumable
+  (a journal records finished tracks), idempotent, and nothing is dropped silently.
+
+Build a cache from the command line with `python main.py --data-dir DIR --subset small --prepare-only`.
+"""
+from __future__ import annotations
+
+import ast
+import concurrent.futures as cf
+import functools
+import json
+import multiprocessing
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+import pandas as pd
+
+from config import AudioConfig
+
+# --------------------------------------------------------------------------------------------------
+# FMA metadata
+
+SUBSETS = ("small", "medium", "large")  # ordered: small is inside medium, which is inside large
+SPLITS = ("training", "validation", "test")
+LIST_COLUMNS = (("track", "genres"), ("track", "genres_all"), ("track", "tags"),
+                ("album", "tags"), ("artist", "tags"))
+DOWNLOAD_HINT = ("get FMA with `bash download_data.sh small --data-dir {d}`, "
+                 "or write the synthetic demo set with `python demo_data.py --out {d}`")
+
+
+class DataError(Exception):
+    """The data directory itself is unusable (missing metadata, no audio folder, ...)."""
+
+
+def _require(path: Path, data_dir: Path) -> Path:
+    if not path.is_file():
+        raise DataError(f"{path} not found: {DOWNLOAD_HINT.format(d=data_dir)}")
+    return path
+
+
+def load_tracks(path) -> pd.DataFrame:
+    """Read FMA's tracks.csv: index track_id, two-level columns such as ('track', 'genre_top').
+
+    List columns become Python lists, `('set', 'subset')` an ordered categorical (small < medium <
+    large), `('set', 'split')` a categorical of training/validation/test.
+    """
+    tracks = pd.read_csv(path, index_col=0, header=[0, 1])
+    tracks.index.name = "track_id"
+    for col in LIST_COLUMNS:
+        if col in tracks.columns:
+            tracks[col] = tracks[col].map(_parse_list)
+    tracks[("set", "subset")] = pd.Categorical(tracks[("set", "subset")], categories=SUBSETS, ordered=True)
+    tracks[("set", "split")] = pd.Categorical(tracks[("set", "split")], categories=SPLITS)
+    return tracks
+
+
+def _parse_list(value) -> list:
+    if isinstance(value, str):
+        return list(ast.literal_eval(value))
+    return []  # missing cell
+
+
+def load_genres(path) -> pd.DataFrame:
+    """Read FMA's genres.csv: index genre_id; columns #tracks, parent, title, top_level."""
+    return pd.read_csv(path, index_col=0)
+
+
+def load_metadata(data_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(tracks, genres) from DATA_DIR/fma_metadata/, with a clear error when absent."""
+    data_dir = Path(data_dir)
+    meta = data_dir / "fma_metadata"
+    tracks = load_tracks(_require(meta / "tracks.csv", data_dir))
+    genres = load_genres(_require(meta / "genres.csv", data_dir))
+    return tracks, genres
+
+
+def select_subset(tracks: pd.DataFrame, subset: str) -> pd.DataFrame:
+    """Tracks of a subset: `small` within `medium` within `large`; `full` is every track."""
+    if subset == "full":
+        return tracks
+    if subset not in SUBSETS:
+        raise ValueError(f"unknown subset {subset!r}: choose from {SUBSETS + ('full',)}")
+    return tracks[tracks[("set", "subset")] <= subset]
+
+
+def audio_path(audio_dir, track_id: int) -> Path:
+    """fma_small/098/098565.mp3: the id zero-padded to 6 digits, folder = its first 3."""
+    tid = f"{int(track_id):06d}"
+    return Path(audio_dir) / tid[:3] / f"{tid}.mp3"
+
+
+def find_audio_dir(data_dir, subset: str) -> Path:
+    """DATA_DIR/fma_<subset>, or a larger subset's folder (which holds the smaller subsets' clips)."""
+    data_dir = Path(data_dir)
+    order = list(SUBSETS) + ["full"]
+    for name in order[order.index(subset):]:
+        if (data_dir / f"fma_{name}").is_dir():
+            return data_dir / f"fma_{name}"
+    raise DataError(f"no audio folder fma_{subset}/ in {data_dir}: {DOWNLOAD_HINT.format(d=data_dir)}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Audio decoding
+
+class AudioError(Exception):
+    """A file could not be turned into usable audio; str() names the file and the reason."""
+
+
+# extensions libsndfile decodes; anything else goes to the fallback decoder
+SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64"}
+TRUNCATED_RATIO = 0.9  # decoded / declared length below this (and > 1 s missing) means a truncated file
+
+
+def _decode_soundfile(path: Path) -> tuple[np.ndarray, int, int]:
+    import soundfile as sf
+    try:
+        with sf.SoundFile(str(path)) as f:
+            declared, sr = f.frames, f.samplerate
+            data = f.read(dtype="float32", always_2d=True)
+    except sf.LibsndfileError as e:
+        # libsndfile reports unrecognised data as "File does not exist or is not a regular file"
+        raise AudioError(f"{path}: not decodable audio (unrecognised or corrupt data; libsndfile: {e.error_string})") from None
+    return data, sr, declared
+
+
+def _decode_fallback(path: Path) -> tuple[np.ndarray, int, int]:
+    """Formats libsndfile does not read (m4a, aac, wma, ...) through audioread, when it has a backend."""
+    try:
+        import audioread
+        with audioread.audio_open(str(path)) as f:
+            sr, channels = f.samplerate, f.channels
+            raw = b"".join(f)
+    except Exception as e:  # audioread raises backend-specific types; all mean "cannot decode"
+        raise AudioError(f"{path}: no decoder for {path.suffix or 'this'} files (libsndfile reads "
+                         f"{', '.join(sorted(SOUNDFILE_EXTENSIONS))}; others need ffmpeg for audioread: "
+                         f"{type(e).__name__}: {e})") from None
+    data = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+    data = data.reshape(-1, channels)
+    return data, sr, len(data)
+
+
+def load_audio(path, sample_rate: int, min_seconds: float = 0.0, check_truncated: bool = True) -> np.ndarray:
+    """Decode a file to mono float32 at `sample_rate` Hz.
+
+    Raises AudioError (naming the file and the reason) for a missing or empty file, undecodable
+    data, a file whose decoded length falls far short of the length its header declares
+    (truncated), NaN/inf samples, or audio shorter than `min_seconds`.
+    """
+    import soxr
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: empty file (0 bytes)")
+    if path.suffix.lower() in SOUNDFILE_EXTENSIONS:
+        data, sr, declared = _decode_soundfile(path)
+    else:
+        data, sr, declared = _decode_fallback(path)
+    if len(data) == 0:
+        raise AudioError(f"{path}: no audio decoded")
+    if check_truncated and declared > 0 and len(data) < TRUNCATED_RATIO * declared and declared - len(data) > sr:
+        raise AudioError(f"{path}: truncated (decoded {len(data) / sr:.1f} s of the {declared / sr:.1f} s "
+                         f"its header declares)")
+    if not np.isfinite(data).all():
+        raise AudioError(f"{path}: decoded samples contain NaN or inf")
+    wave = data.mean(axis=1)  # (samples, channels) -> (samples,)
+    if sr != sample_rate:
+        wave = soxr.resample(wave, sr, sample_rate)
+    seconds = len(wave) / sample_rate
+    if seconds < min_seconds:
+        raise AudioError(f"{path}: too short ({seconds:.2f} s < {min_seconds:g} s minimum)")
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def fit_length(wave: np.ndarray, samples: int) -> np.ndarray:
+    """Pad with silence at the end, or keep the middle `samples` of a longer signal."""
+    if len(wave) >= samples:
+        start = (len(wave) - samples) // 2
+        return wave[start:start + samples]
+    return np.pad(wave, (0, samples - len(wave)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Log-mel spectrogram
+
+AMIN = 1e-10  # power floor before log10: silence maps to -100 dB
+
+
+@functools.lru_cache(maxsize=8)
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: Optional[float]) -> np.ndarray:
+    """(n_mels, n_fft // 2 + 1) Slaney-normalised mel filters, as librosa's defaults."""
+    import librosa
+    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=f_min, fmax=f_max).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _hann(n_fft: int) -> np.ndarray:
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)  # periodic
+
+
+def log_mel(wave: np.ndarray, audio: AudioConfig) -> np.ndarray:
+    """Log-mel power spectrogram in dB (ref 1.0), float32, shape (n_mels, 1 + len(wave) // hop).
+
+    Centred STFT with zero padding and a periodic Hann window, |X|^2, mel filters, 10 log10. It
+    equals `librosa.power_to_db(librosa.feature.melspectrogram(...), ref=1.0, top_db=None)`;
+    tests check that. This is the only feature function: training, evaluation and prediction use it.
+    """
+    n_fft, hop = audio.n_fft, audio.hop_length
+    padded = np.pad(np.asarray(wave, dtype=np.float32), n_fft // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]  # (T, n_fft)
+    spectrum = np.fft.rfft(frames * _hann(n_fft), axis=-1)  # (T, n_fft // 2 + 1)
+    power = spectrum.real ** 2 + spectrum.imag ** 2
+    mel = mel_filterbank(audio.sample_rate, n_fft, audio.n_mels, audio.f_min, audio.f_max) @ power.T  # (n_mels, T)
+    return 10.0 * np.log10(np.maximum(mel, AMIN))
+
+
+def clip_features(path, audio: AudioConfig) -> np.ndarray:
+    """Decode one file and return its fixed-length clip's log-mel, float16 (n_mels, clip_frames)."""
+    wave = load_audio(path, audio.sample_rate, audio.min_seconds)
+    wave = fit_length(wave, int(round(audio.clip_seconds * audio.sample_rate)))
+    return log_mel(wave, audio).astype(np.float16)
+
+
+# --------------------------------------------------------------------------------------------------
+# Feature cache
+
+CACHE_VERSION = 1
+INDEX_COLUMNS = ["row", "track_id", "split", "label", "status", "reason", "frames"]
+
+
+@dataclass
+class FeatureCache:
+    """A finished cache: `index` (one row per track of the subset) and `features` (memmap)."""
+
+    path: Path
+    audio: AudioConfig
+    index: pd.DataFrame
+
+    @property
+    def features(self) -> np.ndarray:
+        """Read-only memmap of shape (n_tracks, n_mels, clip_frames), float16 log-mel dB."""
+        return np.load(self.path / "features.npy", mmap_mode="r")
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        return self.index[self.index["status"] == "ok"]
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        return self.index[self.index["status"] != "ok"]
+
+    def summary(self) -> str:
+        return f"prepared {len(self.index)} tracks: {len(self.ok)} ok, {len(self.failed)} failed"
+
+
+def cache_path(cache_dir, subset: str, audio: AudioConfig) -> Path:
+    """One directory per (subset, audio parameters): changing any parameter builds a new cache."""
+    return Path(cache_dir) / f"{subset}-{audio.key()}-v{CACHE_VERSION}"
+
+
+def _extract(job: tuple) -> tuple:
+    """Worker: (track_id, path, audio) -> (track_id, status, reason, frames, features or None)."""
+    track_id, path, audio = job
+    try:
+        wave = load_audio(path, audio.sample_rate, audio.min_seconds)
+    except AudioError as e:
+        return track_id, "failed", str(e), 0, None
+    except Exception as e:  # an unexpected decoder crash is reported like any other failure
+        return track_id, "failed", f"{path}: {type(e).__name__}: {e}", 0, None
+    frames = min(1 + len(wave) // audio.hop_length, audio.clip_frames)  # before padding
+    wave = fit_length(wave, int(round(audio.clip_seconds * audio.sample_rate)))
+    return track_id, "ok", "", frames, log_mel(wave, audio).astype(np.float16)
+
+
+def _quiet_worker():
+    """Workers send results back; the C decoder's chatter on stderr (mpg123 warnings) is dropped."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+
+
+def _run_jobs(jobs: list, workers: int) -> Iterable[tuple]:
+    """Yield _extract results as they finish, with at most a few jobs in flight per worker."""
+    if workers <= 1:
+        yield from map(_extract, jobs)
+        return
+    ctx = multiprocessing.get_context("spawn")  # no fork of a parent that may hold threads
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_quiet_worker) as pool:
+        pending, queue = set(), iter(jobs)
+        for job in queue:
+            pending.add(pool.submit(_extract, job))
+            if len(pending) >= 4 * workers:
+                done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                yield from (f.result() for f in done)
+        for f in cf.as_completed(pending):
+            yield f.result()
+
+
+def _read_journal(path: Path) -> dict:
+    """track_id -> (status, reason, frames) for every complete line (a torn last line is ignored)."""
+    done = {}
+    if not path.exists():
+        return done
+    with open(path, newline="") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break  # killed mid-write
+            rec = json.loads(line)
+            done[rec["track_id"]] = (rec["status"], rec["reason"], rec["frames"])
+    return done
+
+
+def prepare_cache(data_dir, subset: str = "small", audio: AudioConfig = AudioConfig(), cache_dir=None,
+                  workers: Optional[int] = None, progress: bool = True,
+                  log: Callable[[str], None] = print) -> FeatureCache:
+    """Build (or reopen) the log-mel cache of every track of `subset`; see the module docstring.
+
+    Layout of the cache directory:
+      features.npy  float16 (n_tracks, n_mels, clip_frames), row i <-> index.csv row i
+      index.csv     row, track_id, split, label, status (ok/failed), reason, frames (before padding)
+      meta.json     audio parameters, shape, track count (written last: its presence = complete)
+      journal.jsonl one line per finished track while building (resume after a crash or kill -9)
+    """
+    from tqdm import tqdm
+    data_dir = Path(data_dir)
+    tracks, _ = load_metadata(data_dir)
+    tracks = select_subset(tracks, subset)
+    if len(tracks) == 0:
+        raise DataError(f"{data_dir / 'fma_metadata' / 'tracks.csv'} has no track in subset {subset!r}")
+    audio_dir = find_audio_dir(data_dir, subset)
+    path = cache_path(cache_dir or data_dir / "cache", subset, audio)
+    index = pd.DataFrame({
+        "row": np.arange(len(tracks)),
+        "track_id": tracks.index.to_numpy(dtype=np.int64),
+        "split": tracks[("set", "split")].astype(str).to_numpy(),
+        "label": tracks[("track", "genre_top")].fillna("").astype(str).to_numpy(),
+    })
+    shape = (len(index), audio.n_mels, audio.clip_frames)
+    meta = {"version": CACHE_VERSION, "subset": subset, "audio": asdict(audio), "shape": list(shape),
+            "track_ids_sha1": _ids_digest(index["track_id"])}
+
+    meta_file, journal, array = path / "meta.json", path / "journal.jsonl", path / "features.npy"
+    if meta_file.exists() and json.loads(meta_file.read_text()) == meta:
+        return FeatureCache(path, audio, pd.read_csv(path / "index.csv", keep_default_na=False))
+    started = path / "started.json"  # what the journal belongs to; a different track list restarts
+    if path.exists() and not (started.exists() and json.loads(started.read_text()) == meta):
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if not array.exists():
+        np.lib.format.open_memmap(array, mode="w+", dtype=np.float16, shape=shape)  # sparse file
+        started.write_text(json.dumps(meta))
+
+    done = _read_journal(journal)
+    rows = dict(zip(index["track_id"], index["row"]))
+    jobs = [(tid, audio_path(audio_dir, tid), audio) for tid in index["track_id"] if tid not in done]
+    workers = workers or os.cpu_count() or 1
+    if jobs:
+        log(f"building log-mel cache for {len(jobs)} of {len(index)} tracks in {path} ({workers} workers)")
+        offset, row_bytes = _data_offset(array), audio.n_mels * audio.clip_frames * 2
+        with open(array, "r+b") as arr, open(journal, "a", newline="") as jf:
+            for tid, status, reason, frames, feats in tqdm(_run_jobs(jobs, workers), total=len(jobs),
+                                                          unit="track", disable=not progress):
+                if feats is not None:  # the features reach the file before the journal says so
+                    os.pwrite(arr.fileno(), feats.tobytes(), offset + rows[tid] * row_bytes)
+                jf.write(json.dumps({"track_id": int(tid), "status": status, "reason": reason,
+                                     "frames": int(frames)}) + "\n")
+                jf.flush()
+                done[tid] = (status, reason, frames)
+    index["status"] = [done[t][0] for t in index["track_id"]]
+    index["reason"] = [done[t][1] for t in index["track_id"]]
+    index["frames"] = [done[t][2] for t in index["track_id"]]
+    index = index[INDEX_COLUMNS]
+    index.to_csv(path / "index.csv.tmp", index=False)
+    os.replace(path / "index.csv.tmp", path / "index.csv")
+    (path / "meta.json.tmp").write_text(json.dumps(meta))
+    os.replace(path / "meta.json.tmp", meta_file)
+    return FeatureCache(path, audio, pd.read_csv(path / "index.csv", keep_default_na=False))
+
+
+def _ids_digest(ids: pd.Series) -> str:
+    import hashlib
+    return hashlib.sha1(np.ascontiguousarray(ids.to_numpy(dtype=np.int64)).tobytes()).hexdigest()
+
+
+def _data_offset(npy: Path) -> int:
+    """Byte offset of the array data inside a .npy file (after its header)."""
+    return np.load(npy, mmap_mode="r").offset
