@@ -70,6 +70,38 @@ class RunConfig:
     cache_dir: Optional[str] = opt(None, "where log-mel caches are kept (default: DATA_DIR/cache)")
     workers: Optional[int] = opt(None, "parallel worker processes for decoding (default: all cores)")
     prepare_only: bool = opt(False, "build the feature cache, report failed tracks, and stop", flag=True)
+    # model
+    model: str = opt("shortchunk_res", "model name (see models.MODELS): cnn1d, cnn2d, crnn, shortchunk_res, ...")
+    width: Optional[int] = opt(None, "channels of the model's first stage (default: the model's own)")
+    dropout: Optional[float] = opt(None, "dropout before the classifier, 0-1 (default: the model's own)")
+    # optimisation
+    epochs: int = opt(30, "training epochs (one pass over the training split each)")
+    batch_size: int = opt(32, "clips per training batch")
+    lr: float = opt(1e-3, "peak learning rate")
+    weight_decay: float = opt(0.0, "weight decay (L2 for adam/sgd, decoupled for adamw)")
+    optimizer: str = opt("adamw", "optimizer", choices=("adam", "adamw", "sgd"))
+    scheduler: str = opt("onecycle", "learning-rate schedule: plateau (halve when validation loss stalls), "
+                                     "cosine (per epoch), onecycle (per step, warm-up then anneal), none",
+                         choices=("plateau", "cosine", "onecycle", "none"))
+    crop_seconds: float = opt(3.0, "training crop length, in seconds (0 = the whole cached clip)")
+    eval_crops: int = opt(8, "evaluation: mean of the class probabilities over this many evenly spaced "
+                             "crops of crop_seconds (0 = one pass over the whole clip)")
+    augment: bool = opt(False, "SpecAugment: 2 frequency and 2 time masks per training clip", flag=True)
+    mixup: float = opt(0.0, "mixup Beta(alpha, alpha) parameter for training batches (0 = off)")
+    seed: int = opt(0, "random seed (model init, shuffling, crops, augmentation)")
+    # execution
+    device: str = opt("auto", "where to train: auto picks cuda when available", choices=("auto", "cpu", "cuda"))
+    loader_workers: Optional[int] = opt(None, "DataLoader processes (default: 0 on CPU, 4 on CUDA)")
+    amp: bool = opt(True, "mixed precision on CUDA (no effect on CPU)", flag=True)
+    # outputs
+    out: Optional[str] = opt(None, "run directory for checkpoints, metrics and plots (default: runs/NAME)")
+    name: Optional[str] = opt(None, "run name (default: MODEL-SUBSET-sSEED-TIMESTAMP)")
+    wandb: str = opt("offline", "Weights & Biases: offline (local files, no account), online, disabled "
+                                "(writes nothing)", choices=("offline", "online", "disabled"))
+    wandb_project: str = opt("fma-genre", "Weights & Biases project name")
+    resume: Optional[str] = opt(None, "continue a run from its directory or last.pt (--epochs may extend it)")
+    evaluate_only: bool = opt(False, "evaluate --checkpoint on the test split and stop", flag=True)
+    checkpoint: Optional[str] = opt(None, "checkpoint for --evaluate-only (a .pt file or a run directory)")
 
 
 def _parse_type(tp):
@@ -116,8 +148,11 @@ def _read_preset(path: str) -> dict:
     return {k.replace("-", "_"): v for k, v in data.items()}
 
 
-def load_config(argv=None, description: str = "") -> tuple[RunConfig, AudioConfig]:
-    """Defaults <- preset file (--config) <- command-line options. Unknown keys fail."""
+def load_config(argv=None, description: str = "") -> tuple[RunConfig, AudioConfig, set]:
+    """Defaults <- preset file (--config) <- command-line options. Unknown keys fail.
+
+    Returns the two configs and the names of the options set explicitly (preset or command line).
+    """
     args = build_parser(description).parse_args(argv)
     values = _read_preset(args.config) if args.config else {}
     known = {f.name for f in fields(RunConfig)} | {f.name for f in fields(AudioConfig)}
@@ -127,7 +162,7 @@ def load_config(argv=None, description: str = "") -> tuple[RunConfig, AudioConfi
     values.update({k: v for k, v in vars(args).items() if v is not None and k != "config"})
     run = RunConfig(**{f.name: values[f.name] for f in fields(RunConfig) if f.name in values})
     audio = AudioConfig(**{f.name: values[f.name] for f in fields(AudioConfig) if f.name in values})
-    return run, audio
+    return run, audio, set(values)
 
 
 def as_dict(cfg) -> dict:

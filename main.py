@@ -1,21 +1,43 @@
 """Train and evaluate a genre classifier on FMA (or the synthetic demo set in FMA's layout).
 
-    python main.py --data-dir data --subset small --prepare-only   # build the log-mel cache, report failures
-    python main.py --help                                          # every option, with its default
+    python main.py --data-dir data --subset small --prepare-only      # build the log-mel cache only
+    python main.py --data-dir data --model crnn --epochs 30            # train, select on validation, test
+    python main.py --config configs/best.yaml                          # a named preset
+    python main.py --resume runs/NAME                                  # continue an interrupted run
+    python main.py --evaluate-only --checkpoint runs/NAME/best.pt      # re-evaluate on the test split
+    python main.py --help                                              # every option and its default
 
-The first run of a (subset, audio parameters) pair builds the feature cache once (see utils.py);
-later runs reuse it. Defaults live in config.py.
+A run writes runs/NAME/: config.json, metrics.csv (per epoch), results.json (test metrics of the best
+checkpoint), confusion_matrix.png, curves.png, best.pt and last.pt, and logs to Weights & Biases
+(offline by default). Defaults live in config.py; the pieces in utils.py, models.py, train.py, test.py.
 """
 from __future__ import annotations
 
+import csv
+import json
+import os
+import platform
 import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
 
-from config import load_config
-from utils import DataError, prepare_cache
+import numpy as np
+import torch
+
+from config import AudioConfig, RunConfig, load_config
+from models import MODELS, ModelConfig, build_model, count_parameters
+from models_utils import (CheckpointError, load_checkpoint, pick_device, rng_state, save_checkpoint,
+                          seed_everything, set_rng_state)
+from test import evaluate, plot_confusion, plot_curves
+from train import Augment, train_one_epoch
+from utils import ClipDataset, DataError, band_stats, prepare_cache
+
+RESUME_OVERRIDES = ("epochs", "device", "loader_workers", "workers", "wandb", "amp")  # allowed to change on resume
 
 
-def prepare(run, audio):
-    """Build or reopen the cache; list failed tracks, then the one-line summary (always the last line)."""
+def prepare(run: RunConfig, audio: AudioConfig):
+    """Build or reopen the cache; list failed tracks, then the one-line summary (the last line)."""
     cache = prepare_cache(run.data_dir, run.subset, audio, cache_dir=run.cache_dir, workers=run.workers)
     for r in cache.failed.itertuples():
         print(f"failed {r.track_id:06d}: {r.reason}")
@@ -23,17 +45,291 @@ def prepare(run, audio):
     return cache
 
 
-def main(argv=None) -> int:
-    run, audio = load_config(argv, description=__doc__.splitlines()[0])
+def split_rows(cache, classes: list[str] | None = None) -> tuple[list[str], dict]:
+    """Classes (sorted top genres of the usable training tracks) and {split: (rows, targets)}.
+
+    Failed tracks and tracks whose genre is not a training class (no genre_top) are left out and counted.
+    """
+    ok = cache.ok
+    if classes is None:
+        classes = sorted(ok.loc[(ok.split == "training") & (ok.label != ""), "label"].unique())
+    lookup = {c: i for i, c in enumerate(classes)}
+    usable = ok[ok.label.isin(lookup)]
+    skipped = len(ok) - len(usable)
+    if skipped:
+        print(f"left out {skipped} decoded tracks without a known top genre")
+    splits = {s: (g["row"].to_numpy(), g["label"].map(lookup).to_numpy(dtype=np.int64))
+              for s, g in ((s, usable[usable.split == s]) for s in ("training", "validation", "test"))}
+    return classes, splits
+
+
+def make_loader(cache, rows, targets, mean, std, run: RunConfig, device, crop_frames=None, train=False,
+                generator=None):
+    ds = ClipDataset(cache, rows, targets, mean, std, crop_frames=crop_frames if train else None,
+                     random_crop=train)
+    workers = run.loader_workers if run.loader_workers is not None else (4 if device.type == "cuda" else 0)
+    return torch.utils.data.DataLoader(
+        ds, batch_size=run.batch_size, shuffle=train, drop_last=train and len(ds) > run.batch_size,
+        num_workers=workers, pin_memory=device.type == "cuda", generator=generator)
+
+
+def make_optimizer(model, run: RunConfig, steps_per_epoch: int):
+    params = model.parameters()
+    if run.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=run.lr, momentum=0.9, weight_decay=run.weight_decay, nesterov=True)
+    else:
+        cls = torch.optim.AdamW if run.optimizer == "adamw" else torch.optim.Adam
+        opt = cls(params, lr=run.lr, weight_decay=run.weight_decay)
+    if run.scheduler == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=3)
+    elif run.scheduler == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=run.epochs)
+    elif run.scheduler == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=run.lr, epochs=run.epochs,
+                                                    steps_per_epoch=steps_per_epoch, pct_start=0.2)
+    else:
+        sched = None
+    return opt, sched
+
+
+class Logger:
+    """metrics.csv + console + Weights & Biases (offline unless asked; nothing at all when disabled)."""
+
+    def __init__(self, run: RunConfig, out: Path, config: dict, wandb_id: str | None):
+        self.out, self.wb = out, None
+        if run.wandb != "disabled":
+            os.environ.setdefault("WANDB_SILENT", "true")
+            import wandb
+            self.wb = wandb.init(project=run.wandb_project, name=out.name, dir=str(out), mode=run.wandb,
+                                 config=config, id=wandb_id, resume="allow" if wandb_id else None)
+
+    @property
+    def wandb_id(self):
+        return self.wb.id if self.wb else None
+
+    def step(self, step: int, metrics: dict):
+        if self.wb:
+            self.wb.log({f"train/{k}": v for k, v in metrics.items()}, step=step)
+
+    def epoch(self, step: int, row: dict, history: list[dict]):
+        with open(self.out / "metrics.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
+        if self.wb:
+            self.wb.log({f"epoch/{k}": v for k, v in row.items()}, step=step)
+
+    def final(self, step: int, results: dict, classes: list[str], y_true, y_pred):
+        if self.wb:
+            import wandb
+            test = results["test"]
+            self.wb.log({"test/accuracy": test["accuracy"], "test/macro_f1": test["macro_f1"],
+                         "test/loss": test["loss"],
+                         "test/confusion_matrix": wandb.plot.confusion_matrix(
+                             y_true=list(map(int, y_true)), preds=list(map(int, y_pred)), class_names=classes)},
+                        step=step)
+            self.wb.summary.update({"test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"]})
+
+    def close(self):
+        if self.wb:
+            self.wb.finish()
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{platform.system()} {cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
+
+
+def public(metrics: dict) -> dict:
+    """Evaluation metrics without the per-clip arrays."""
+    return {k: v for k, v in metrics.items() if k not in ("probs", "y_true")}
+
+
+def test_report(model, state: dict, cache, classes, splits, run: RunConfig, device, out: Path) -> dict:
+    """Evaluate on the test split; write results.json and confusion_matrix.png into `out`."""
+    mean, std = state["mean"].numpy(), state["std"].numpy()
+    rows, targets = splits["test"]
+    results = {"model": state["model_config"]["name"], "parameters": count_parameters(model),
+               "best_epoch": state["epoch"], "classes": classes, "test_tracks": int(len(rows)),
+               "machine": machine()}
+    if len(rows) == 0:
+        print("no test tracks in this data: test report skipped")
+        results["test"] = None
+    else:
+        metrics = evaluate(model, make_loader(cache, rows, targets, mean, std, run, device), device, classes,
+                           state["crop_frames"], state["eval_crops"], run.amp)
+        results["test"] = public(metrics)
+        plot_confusion(metrics["confusion_matrix"], classes, out / "confusion_matrix.png",
+                       f"{results['model']} test: acc {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
+        results["_y"] = (metrics["y_true"], metrics["probs"].argmax(1))
+        print(f"test: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
+              f"({len(rows)} tracks, best epoch {state['epoch']})")
+    return results
+
+
+def write_results(results: dict, out: Path) -> None:
+    with open(out / "results.json", "w") as f:
+        json.dump({k: v for k, v in results.items() if not k.startswith("_")}, f, indent=2)
+
+
+def evaluate_only(run: RunConfig) -> int:
+    if not run.checkpoint:
+        print("error: --evaluate-only needs --checkpoint PATH", file=sys.stderr)
+        return 2
     try:
-        prepare(run, audio)
-    except DataError as e:
+        state = load_checkpoint(run.checkpoint)
+    except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if run.prepare_only:
-        return 0
-    print("training is not implemented yet: use --prepare-only", file=sys.stderr)
+    audio = AudioConfig(**state["audio"])
+    device = pick_device(run.device)
+    cache = prepare(run, audio)
+    classes, splits = split_rows(cache, state["classes"])
+    model = build_model(ModelConfig(**state["model_config"])).to(device)
+    model.load_state_dict(state["model"])
+    ckpt = Path(run.checkpoint)
+    out = Path(run.out) if run.out else (ckpt if ckpt.is_dir() else ckpt.parent) / "evaluate"
+    out.mkdir(parents=True, exist_ok=True)
+    results = test_report(model, state, cache, classes, splits, run, device, out)
+    write_results(results, out)
+    print(f"wrote {out / 'results.json'}")
     return 0
+
+
+def train(run: RunConfig, audio: AudioConfig, given: set) -> int:
+    resume = None
+    if run.resume:
+        path = Path(run.resume)
+        resume = load_checkpoint(path / "last.pt" if path.is_dir() else path)
+        saved = RunConfig(**resume["run_config"])
+        run = RunConfig(**{**asdict(saved), **{k: getattr(run, k) for k in RESUME_OVERRIDES if k in given},
+                           "resume": run.resume})
+        audio = AudioConfig(**resume["audio"])
+    device = pick_device(run.device)
+    cache = prepare(run, audio)
+    classes, splits = split_rows(cache, resume["classes"] if resume else None)
+    train_rows, train_targets = splits["training"]
+    if len(train_rows) == 0:
+        raise DataError(f"no usable training tracks in {run.data_dir} (subset {run.subset})")
+    out = Path(run.out or Path("runs") / (run.name or
+               f"{run.model}-{run.subset}-s{run.seed}-{time.strftime('%Y%m%d-%H%M%S')}"))
+    if resume:
+        out = Path(run.resume) if Path(run.resume).is_dir() else Path(run.resume).parent
+    out.mkdir(parents=True, exist_ok=True)
+
+    seed_everything(run.seed)
+    if resume:
+        mean, std = resume["mean"].numpy(), resume["std"].numpy()
+    else:
+        mean, std = band_stats(cache, train_rows, seed=run.seed)
+    mcfg = ModelConfig(**resume["model_config"]) if resume else ModelConfig(
+        name=run.model, n_classes=len(classes), n_mels=audio.n_mels,
+        **{k: getattr(run, k) for k in ("width", "dropout") if getattr(run, k) is not None})
+    model = build_model(mcfg).to(device)
+    crop_frames = audio.frames_for(run.crop_seconds) if run.crop_seconds else None
+    n_params = count_parameters(model)
+    print(f"{mcfg.name}: {n_params:,} parameters | {len(classes)} classes | "
+          + " / ".join(f"{len(r)} {s}" for s, (r, _) in splits.items()) + f" tracks | device {device} | {out}")
+
+    generator = torch.Generator()
+    loader = make_loader(cache, train_rows, train_targets, mean, std, run, device, crop_frames, train=True,
+                         generator=generator)
+    val_rows, val_targets = splits["validation"]
+    val_loader = make_loader(cache, val_rows, val_targets, mean, std, run, device) if len(val_rows) else None
+    optimizer, scheduler = make_optimizer(model, run, len(loader))
+    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and run.amp else None
+    augment = Augment(freq_masks=2 if run.augment else 0, time_masks=2 if run.augment else 0, mixup=run.mixup)
+    eval_crops = run.eval_crops if crop_frames else 0
+
+    start_epoch, step, best, history = 1, 0, float("-inf"), []
+    if resume:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        if scheduler is not None and resume["scheduler"]:
+            scheduler.load_state_dict(resume["scheduler"])
+        start_epoch, step, best = resume["epoch"] + 1, resume["global_step"], resume["best_metric"]
+        history = resume["history"]
+        set_rng_state(resume["rng"])
+        print(f"resuming {out} after epoch {resume['epoch']} (best validation accuracy {best:.4f})")
+
+    config = {"run": asdict(run), "audio": asdict(audio), "model": asdict(mcfg), "classes": classes,
+              "parameters": n_params}
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    logger = Logger(run, out, config, resume.get("wandb_id") if resume else None)
+
+    def state_at(epoch: int) -> dict:
+        return {"model": model.state_dict(), "model_config": asdict(mcfg), "classes": classes,
+                "audio": asdict(audio), "mean": torch.from_numpy(mean), "std": torch.from_numpy(std),
+                "crop_frames": crop_frames, "eval_crops": eval_crops, "target": "top",
+                "run_config": asdict(run), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                "epoch": epoch, "global_step": step, "best_metric": best, "history": history,
+                "rng": rng_state(), "wandb_id": logger.wandb_id}
+
+    def on_step(m: dict):
+        nonlocal step
+        step += 1
+        logger.step(step, m)
+
+    per_step_schedule = scheduler if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR) else None
+    started = time.perf_counter()
+    for epoch in range(start_epoch, run.epochs + 1):
+        seed_everything(run.seed * 1000 + epoch)  # each epoch's shuffling, crops and masks are reproducible
+        generator.manual_seed(run.seed * 1000 + epoch)
+        tr = train_one_epoch(model, loader, optimizer, device, augment=augment, scheduler=per_step_schedule,
+                             amp=run.amp, scaler=scaler, on_step=on_step)
+        va = evaluate(model, val_loader, device, classes, crop_frames, eval_crops, run.amp) if val_loader else None
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(va["loss"] if va else tr["loss"])
+        elif scheduler is not None and per_step_schedule is None:
+            scheduler.step()
+        metric = va["accuracy"] if va else -tr["loss"]  # selection on validation accuracy
+        is_best = metric > best
+        best = max(best, metric)
+        row = {"epoch": epoch, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"],
+               "val_loss": va["loss"] if va else float("nan"), "val_accuracy": va["accuracy"] if va else float("nan"),
+               "val_macro_f1": va["macro_f1"] if va else float("nan"), "lr": optimizer.param_groups[0]["lr"],
+               "seconds": tr["seconds"], "clips_per_s": tr["clips_per_s"]}
+        history.append(row)
+        logger.epoch(step, row, history)
+        save_checkpoint(out / "last.pt", state_at(epoch))
+        if is_best:
+            save_checkpoint(out / "best.pt", state_at(epoch))
+        print(f"epoch {epoch:3d}/{run.epochs}  train loss {tr['loss']:.4f} acc {tr['accuracy']:.3f}  |  "
+              f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f} F1 {row['val_macro_f1']:.3f}  |  "
+              f"{tr['seconds']:.1f} s, {tr['clips_per_s']:.0f} clips/s{'  *' if is_best else ''}", flush=True)
+    wall = time.perf_counter() - started
+
+    plot_curves(history, out / "curves.png")
+    best_state = load_checkpoint(out / "best.pt", map_location=device)
+    model.load_state_dict(best_state["model"])
+    results = test_report(model, best_state, cache, classes, splits, run, device, out)
+    results.update({"epochs": run.epochs, "train_seconds": round(wall, 1),
+                    "val_accuracy": best if splits["validation"][0].size else None})
+    write_results(results, out)
+    if "_y" in results:
+        logger.final(step, results, classes, *results["_y"])
+    logger.close()
+    print(f"wrote {out}/: {', '.join(sorted(p.name for p in out.iterdir() if p.is_file()))}")
+    return 0
+
+
+def main(argv=None) -> int:
+    run, audio, given = load_config(argv, description=__doc__.splitlines()[0])
+    if run.model not in MODELS:
+        print(f"error: unknown model {run.model!r}: choose from {', '.join(MODELS)}", file=sys.stderr)
+        return 2
+    try:
+        if run.evaluate_only:
+            return evaluate_only(run)
+        if run.prepare_only:
+            prepare(run, audio)
+            return 0
+        return train(run, audio, given)
+    except (DataError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

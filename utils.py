@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 import pandas as pd
+import torch
 
 from config import AudioConfig
 
@@ -266,6 +267,20 @@ class FeatureCache:
     def summary(self) -> str:
         return f"prepared {len(self.index)} tracks: {len(self.ok)} ok, {len(self.failed)} failed"
 
+    def read(self, row: int) -> np.ndarray:
+        """One track's log-mel, float16 (n_mels, clip_frames), by a positional read: no mapping stays
+        resident, so memory does not grow with the number of tracks visited."""
+        if getattr(self, "_fd", None) is None or self._pid != os.getpid():
+            self._fd, self._pid = os.open(self.path / "features.npy", os.O_RDONLY), os.getpid()
+            self._offset = _data_offset(self.path / "features.npy")
+        shape = (self.audio.n_mels, self.audio.clip_frames)
+        nbytes = shape[0] * shape[1] * 2
+        buf = os.pread(self._fd, nbytes, self._offset + int(row) * nbytes)
+        return np.frombuffer(buf, dtype=np.float16).reshape(shape)
+
+    def __getstate__(self):  # file descriptors do not travel to worker processes
+        return {k: v for k, v in self.__dict__.items() if k not in ("_fd", "_pid", "_offset")}
+
 
 def cache_path(cache_dir, subset: str, audio: AudioConfig) -> Path:
     """One directory per (subset, audio parameters): changing any parameter builds a new cache."""
@@ -398,3 +413,77 @@ def _ids_digest(ids: pd.Series) -> str:
 def _data_offset(npy: Path) -> int:
     """Byte offset of the array data inside a .npy file (after its header)."""
     return np.load(npy, mmap_mode="r").offset
+
+
+# --------------------------------------------------------------------------------------------------
+# Normalisation, crops and datasets
+
+def band_stats(cache: FeatureCache, rows, max_rows: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-mel-band mean and std (float32, (n_mels,)) over the real (unpadded) frames of `rows`.
+
+    Computed on the training rows only (at most `max_rows` of them, drawn with `seed`) and saved in
+    the checkpoint, so evaluation and prediction standardise exactly as training did.
+    """
+    rows = np.asarray(rows)
+    if len(rows) > max_rows:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_rows, replace=False))
+    frames = cache.index["frames"].to_numpy()
+    total = np.zeros(cache.audio.n_mels)
+    squares = np.zeros(cache.audio.n_mels)
+    count = 0
+    for r in rows:
+        x = cache.read(r)[:, : frames[r]].astype(np.float64)
+        total += x.sum(axis=1)
+        squares += (x ** 2).sum(axis=1)
+        count += x.shape[1]
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))
+    return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
+
+
+def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(n_mels, T) log-mel dB -> zero mean, unit variance per band (float32)."""
+    return (x.astype(np.float32) - mean[:, None]) / std[:, None]
+
+
+def crop_starts(n_frames: int, crop_frames: int, k: int) -> np.ndarray:
+    """Start frames of `k` evenly spaced crops of `crop_frames` covering a clip of `n_frames`."""
+    last = max(n_frames - crop_frames, 0)
+    return np.linspace(0, last, k).round().astype(int) if k > 1 else np.array([last // 2])
+
+
+def stack_crops(x: torch.Tensor, crop_frames: int, k: int) -> torch.Tensor:
+    """(B, M, T) -> (B, k, M, crop_frames): k evenly spaced crops per clip (padded when T is shorter)."""
+    if x.shape[-1] < crop_frames:
+        x = torch.nn.functional.pad(x, (0, crop_frames - x.shape[-1]))
+    starts = crop_starts(x.shape[-1], crop_frames, k)
+    return torch.stack([x[..., s:s + crop_frames] for s in starts], dim=1)
+
+
+class ClipDataset(torch.utils.data.Dataset):
+    """Standardised log-mel clips of a FeatureCache with their targets.
+
+    `crop_frames=None` returns the whole cached clip. With `random_crop` (training only) each access
+    takes a random window inside the track's real frames; otherwise the centre window.
+    """
+
+    def __init__(self, cache: FeatureCache, rows, targets, mean: np.ndarray, std: np.ndarray,
+                 crop_frames: Optional[int] = None, random_crop: bool = False):
+        self.cache, self.rows, self.targets = cache, np.asarray(rows), torch.tensor(np.asarray(targets))
+        self.frames = cache.index["frames"].to_numpy()[self.rows]
+        self.mean, self.std = mean, std
+        self.crop_frames, self.random_crop = crop_frames, random_crop
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        x = self.cache.read(self.rows[i])  # (M, clip_frames) float16
+        if self.crop_frames:
+            span = max(int(self.frames[i]), self.crop_frames)  # stay inside the real audio when possible
+            if self.random_crop:
+                start = int(torch.randint(0, span - self.crop_frames + 1, ()))
+            else:
+                start = (span - self.crop_frames) // 2
+            x = x[:, start:start + self.crop_frames]
+        return torch.from_numpy(standardize(x, self.mean, self.std)), self.targets[i]
