@@ -64,9 +64,9 @@ def split_rows(cache, classes: list[str] | None = None) -> tuple[list[str], dict
 
 
 def make_loader(cache, rows, targets, mean, std, run: RunConfig, device, crop_frames=None, train=False,
-                generator=None):
-    ds = ClipDataset(cache, rows, targets, mean, std, crop_frames=crop_frames if train else None,
-                     random_crop=train)
+                eval_crops=0, generator=None):
+    ds = ClipDataset(cache, rows, targets, mean, std, crop_frames=crop_frames, random_crop=train,
+                     eval_crops=eval_crops)
     workers = run.loader_workers if run.loader_workers is not None else (4 if device.type == "cuda" else 0)
     return torch.utils.data.DataLoader(
         ds, batch_size=run.batch_size, shuffle=train, drop_last=train and len(ds) > run.batch_size,
@@ -157,8 +157,9 @@ def test_report(model, state: dict, cache, classes, splits, run: RunConfig, devi
         print("no test tracks in this data: test report skipped")
         results["test"] = None
     else:
-        metrics = evaluate(model, make_loader(cache, rows, targets, mean, std, run, device), device, classes,
-                           state["crop_frames"], state["eval_crops"], run.amp)
+        loader = make_loader(cache, rows, targets, mean, std, run, device, state["crop_frames"],
+                             eval_crops=state["eval_crops"])
+        metrics = evaluate(model, loader, device, classes, run.amp)
         results["test"] = public(metrics)
         plot_confusion(metrics["confusion_matrix"], classes, out / "confusion_matrix.png",
                        f"{results['model']} test: acc {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
@@ -236,11 +237,12 @@ def train(run: RunConfig, audio: AudioConfig, given: set) -> int:
     loader = make_loader(cache, train_rows, train_targets, mean, std, run, device, crop_frames, train=True,
                          generator=generator)
     val_rows, val_targets = splits["validation"]
-    val_loader = make_loader(cache, val_rows, val_targets, mean, std, run, device) if len(val_rows) else None
+    eval_crops = run.eval_crops if crop_frames else 0
+    val_loader = make_loader(cache, val_rows, val_targets, mean, std, run, device, crop_frames,
+                             eval_crops=eval_crops) if len(val_rows) else None
     optimizer, scheduler = make_optimizer(model, run, len(loader))
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and run.amp else None
     augment = Augment(freq_masks=2 if run.augment else 0, time_masks=2 if run.augment else 0, mixup=run.mixup)
-    eval_crops = run.eval_crops if crop_frames else 0
 
     start_epoch, step, best, history = 1, 0, float("-inf"), []
     if resume:
@@ -279,7 +281,7 @@ def train(run: RunConfig, audio: AudioConfig, given: set) -> int:
         generator.manual_seed(run.seed * 1000 + epoch)
         tr = train_one_epoch(model, loader, optimizer, device, augment=augment, scheduler=per_step_schedule,
                              amp=run.amp, scaler=scaler, on_step=on_step)
-        va = evaluate(model, val_loader, device, classes, crop_frames, eval_crops, run.amp) if val_loader else None
+        va = evaluate(model, val_loader, device, classes, run.amp) if val_loader else None
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(va["loss"] if va else tr["loss"])
         elif scheduler is not None and per_step_schedule is None:

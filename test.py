@@ -1,7 +1,7 @@
 """Evaluation: one `evaluate(...)` for validation, test and evaluate-only runs, plus the run's plots.
 
 Clip-level prediction uses either the whole cached clip, or the mean of the class probabilities
-over K evenly spaced crops (`crops=K`, `crop_frames=...`): the same windowing that
+over K evenly spaced crops inside the real audio (utils.eval_windows): the same windowing that
 pre_trained_models.py applies to songs of any length.
 
     python main.py --evaluate-only --checkpoint runs/NAME/best.pt   # re-evaluate a checkpoint on test
@@ -9,39 +9,39 @@ pre_trained_models.py applies to songs of any length.
 from __future__ import annotations
 
 import contextlib
-from typing import Optional
-
 import numpy as np
 import torch
 
 from models_utils import classification_metrics
-from utils import stack_crops
 
 
 @torch.no_grad()
-def predict_proba(model: torch.nn.Module, x: torch.Tensor, crop_frames: Optional[int] = None, crops: int = 0,
-                  amp: bool = False) -> torch.Tensor:
-    """(B, M, T) standardised log-mels -> (B, n_classes) probabilities (mean over crops if crops > 0)."""
+def predict_proba(model: torch.nn.Module, x: torch.Tensor, amp: bool = False) -> torch.Tensor:
+    """Standardised log-mels -> (B, n_classes) probabilities.
+
+    x is (B, M, T) for one window per clip, or (B, K, M, T) for K windows per clip (utils.eval_windows),
+    whose probabilities are averaged.
+    """
     use_amp = amp and x.device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
+    windows = x if x.ndim == 4 else x[:, None]  # (B, M, T) -> (B, 1, M, T)
+    B, K = windows.shape[:2]
     with autocast:
-        if crops and crop_frames:
-            windows = stack_crops(x, crop_frames, crops)  # (B, K, M, crop)
-            B, K = windows.shape[:2]
-            logits = model(windows.flatten(0, 1)).float().view(B, K, -1)  # (B*K, M, crop) -> (B, K, C)
-            return logits.softmax(-1).mean(1)
-        return model(x).float().softmax(-1)
+        logits = model(windows.flatten(0, 1)).float().view(B, K, -1)  # (B*K, M, T) -> (B, K, C)
+    return logits.softmax(-1).mean(1)
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader, device: torch.device, classes: list[str],
-             crop_frames: Optional[int] = None, crops: int = 0, amp: bool = False) -> dict:
+def evaluate(model: torch.nn.Module, loader, device: torch.device, classes: list[str], amp: bool = False) -> dict:
     """Loss (NLL of the clip probabilities), accuracy, macro-F1, per-class precision/recall, confusion
-    matrix; plus `probs` (n_clips, n_classes) and `y_true` as arrays for callers that need them."""
+    matrix; plus `probs` (n_clips, n_classes) and `y_true` as arrays for callers that need them.
+
+    The loader yields (x, y) with x as predict_proba takes it (whole clips, or K windows per clip).
+    """
     model.eval()
     probs, targets = [], []
     for x, y in loader:
-        probs.append(predict_proba(model, x.to(device, non_blocking=True), crop_frames, crops, amp).cpu())
+        probs.append(predict_proba(model, x.to(device, non_blocking=True), amp).cpu())
         targets.append(y)
     p = torch.cat(probs).numpy() if probs else np.zeros((0, len(classes)), np.float32)
     y = torch.cat(targets).numpy() if targets else np.zeros(0, np.int64)

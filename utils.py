@@ -442,7 +442,7 @@ def band_stats(cache: FeatureCache, rows, max_rows: int = 2000, seed: int = 0) -
 
 
 def standardize(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """(n_mels, T) log-mel dB -> zero mean, unit variance per band (float32)."""
+    """(..., n_mels, T) log-mel dB -> zero mean, unit variance per band (float32)."""
     return (x.astype(np.float32) - mean[:, None]) / std[:, None]
 
 
@@ -452,27 +452,33 @@ def crop_starts(n_frames: int, crop_frames: int, k: int) -> np.ndarray:
     return np.linspace(0, last, k).round().astype(int) if k > 1 else np.array([last // 2])
 
 
-def stack_crops(x: torch.Tensor, crop_frames: int, k: int) -> torch.Tensor:
-    """(B, M, T) -> (B, k, M, crop_frames): k evenly spaced crops per clip (padded when T is shorter)."""
-    if x.shape[-1] < crop_frames:
-        x = torch.nn.functional.pad(x, (0, crop_frames - x.shape[-1]))
-    starts = crop_starts(x.shape[-1], crop_frames, k)
-    return torch.stack([x[..., s:s + crop_frames] for s in starts], dim=1)
+def eval_windows(x: np.ndarray, valid_frames: int, crop_frames: int, k: int) -> np.ndarray:
+    """(M, T) -> (k, M, crop_frames): k evenly spaced crops inside the first `valid_frames` (the real
+    audio, not the padding), zero-padded (in dB) when the audio is shorter than one crop.
+
+    The one windowing rule for evaluation and prediction: a clip's probability is the mean over these.
+    """
+    span = max(int(valid_frames), crop_frames)
+    if x.shape[-1] < span:
+        x = np.pad(x, ((0, 0), (0, span - x.shape[-1])), constant_values=10 * np.log10(AMIN))
+    return np.stack([x[:, s:s + crop_frames] for s in crop_starts(span, crop_frames, k)])
 
 
 class ClipDataset(torch.utils.data.Dataset):
     """Standardised log-mel clips of a FeatureCache with their targets.
 
-    `crop_frames=None` returns the whole cached clip. With `random_crop` (training only) each access
-    takes a random window inside the track's real frames; otherwise the centre window.
+    - `crop_frames=None`: the whole cached clip, (M, clip_frames).
+    - `crop_frames` and `random_crop` (training only): a random crop inside the track's real frames.
+    - `crop_frames` and `eval_crops=K`: K evenly spaced crops, (K, M, crop_frames) (see eval_windows).
+    - `crop_frames` alone: the centre crop.
     """
 
     def __init__(self, cache: FeatureCache, rows, targets, mean: np.ndarray, std: np.ndarray,
-                 crop_frames: Optional[int] = None, random_crop: bool = False):
+                 crop_frames: Optional[int] = None, random_crop: bool = False, eval_crops: int = 0):
         self.cache, self.rows, self.targets = cache, np.asarray(rows), torch.tensor(np.asarray(targets))
         self.frames = cache.index["frames"].to_numpy()[self.rows]
         self.mean, self.std = mean, std
-        self.crop_frames, self.random_crop = crop_frames, random_crop
+        self.crop_frames, self.random_crop, self.eval_crops = crop_frames, random_crop, eval_crops
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -480,10 +486,11 @@ class ClipDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         x = self.cache.read(self.rows[i])  # (M, clip_frames) float16
         if self.crop_frames:
-            span = max(int(self.frames[i]), self.crop_frames)  # stay inside the real audio when possible
             if self.random_crop:
+                span = max(int(self.frames[i]), self.crop_frames)  # stay inside the real audio
                 start = int(torch.randint(0, span - self.crop_frames + 1, ()))
+                x = x[:, start:start + self.crop_frames]
             else:
-                start = (span - self.crop_frames) // 2
-            x = x[:, start:start + self.crop_frames]
+                x = eval_windows(x, self.frames[i], self.crop_frames, max(self.eval_crops, 1))
+                x = x if self.eval_crops else x[0]
         return torch.from_numpy(standardize(x, self.mean, self.std)), self.targets[i]

@@ -39,21 +39,23 @@ def small_tree(tmp_path):
     return root
 
 
-@pytest.fixture
-def large_tree(tmp_path):
-    """Every one of the 30 tracks of the real excerpt (subset large) with audio in fma_large/.
+def make_large_tree(root: Path) -> Path:
+    """Every one of the 30 tracks of the real excerpt (subset large) with audio in ROOT/fma_large/.
 
     The 6 fma_small tracks have their real clips; the other 24 get copies of real clips, since the
     excerpt ships no audio for them. Tests damage some of them.
     """
     from utils import audio_path, load_tracks
-    root = tmp_path / "fma"
     shutil.copytree(DATA / "fma_metadata", root / "fma_metadata")
     tracks = load_tracks(root / "fma_metadata" / "tracks.csv")
     real = {int(p.stem): p for p in REAL_CLIPS}
     for i, tid in enumerate(tracks.index):
         dst = audio_path(root / "fma_large", tid)
         dst.parent.mkdir(parents=True, exist_ok=True)
-        src = real.get(tid, REAL_CLIPS[i % len(REAL_CLIPS)])
-        shutil.copyfile(src, dst)  # copies, never links: tests damage these files in place
+        shutil.copyfile(real.get(tid, REAL_CLIPS[i % len(REAL_CLIPS)]), dst)  # copies: tests damage them
     return root
+
+
+@pytest.fixture
+def large_tree(tmp_path):
+    return make_large_tree(tmp_path / "fma")
