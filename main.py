@@ -329,7 +329,7 @@ def main(argv=None) -> int:
             prepare(run, audio)
             return 0
         return train(run, audio, given)
-    except (DataError, CheckpointError) as e:
+    except (DataError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

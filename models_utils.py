@@ -22,11 +22,11 @@ CHECKPOINT_KEYS = ("model", "model_config", "classes", "audio", "mean", "std")
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error."""
+    """'auto' -> cuda when available, else cpu; ValueError for 'cuda' without a GPU."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda asked for, but torch sees no CUDA GPU (use --device auto or cpu)")
+        raise ValueError("--device cuda asked for, but torch sees no CUDA GPU (use --device auto or cpu)")
     return torch.device(name)
 
 
@@ -77,10 +77,14 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path}: refused: the file holds Python objects that would run code when "
-                              f"loaded (only plain weights and settings are accepted): {e}") from None
+        unsafe = [ln.strip() for ln in str(e).splitlines() if "unsupported global" in ln.lower()]
+        if unsafe:  # the weights-only unpickler met an import: the file would run code under a full load
+            raise CheckpointError(f"{path}: refused: it holds Python objects that would run code when loaded "
+                                  f"(only plain weights and settings are accepted; {unsafe[0]})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from None
     except Exception as e:  # zip/pickle/torch format errors: not a checkpoint
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {first})") from None
     missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
     if missing:
         raise CheckpointError(f"{path}: not a checkpoint of this project (missing {', '.join(missing)})")

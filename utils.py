@@ -146,9 +146,9 @@ def _decode_fallback(path: Path) -> tuple[np.ndarray, int, int]:
             sr, channels = f.samplerate, f.channels
             raw = b"".join(f)
     except Exception as e:  # audioread raises backend-specific types; all mean "cannot decode"
-        raise AudioError(f"{path}: no decoder for {path.suffix or 'this'} files (libsndfile reads "
-                         f"{', '.join(sorted(SOUNDFILE_EXTENSIONS))}; others need ffmpeg for audioread: "
-                         f"{type(e).__name__}: {e})") from None
+        detail = f" ({type(e).__name__}: {e})" if str(e) else ""
+        raise AudioError(f"{path}: no decoder for {path.suffix or 'extension-less'} files: convert it to "
+                         f"wav/flac/ogg/mp3, or install ffmpeg so audioread can read it{detail}") from None
     data = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
     data = data.reshape(-1, channels)
     return data, sr, len(data)
@@ -213,27 +213,36 @@ def _hann(n_fft: int) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)  # periodic
 
 
+LOG_MEL_BLOCK_FRAMES = 4096  # long signals are transformed this many frames at a time (bounded memory)
+
+
 def log_mel(wave: np.ndarray, audio: AudioConfig) -> np.ndarray:
     """Log-mel power spectrogram in dB (ref 1.0), float32, shape (n_mels, 1 + len(wave) // hop).
 
     Centred STFT with zero padding and a periodic Hann window, |X|^2, mel filters, 10 log10. It
     equals `librosa.power_to_db(librosa.feature.melspectrogram(...), ref=1.0, top_db=None)`;
     tests check that. This is the only feature function: training, evaluation and prediction use it.
+    Long signals (songs of many minutes) are computed in blocks of frames, with the same result.
     """
     n_fft, hop = audio.n_fft, audio.hop_length
     padded = np.pad(np.asarray(wave, dtype=np.float32), n_fft // 2)
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]  # (T, n_fft)
-    spectrum = np.fft.rfft(frames * _hann(n_fft), axis=-1)  # (T, n_fft // 2 + 1)
-    power = spectrum.real ** 2 + spectrum.imag ** 2
-    mel = mel_filterbank(audio.sample_rate, n_fft, audio.n_mels, audio.f_min, audio.f_max) @ power.T  # (n_mels, T)
-    return 10.0 * np.log10(np.maximum(mel, AMIN))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]  # (T, n_fft), a view
+    fbank = mel_filterbank(audio.sample_rate, n_fft, audio.n_mels, audio.f_min, audio.f_max)
+    out = np.empty((audio.n_mels, len(frames)), dtype=np.float32)
+    for t0 in range(0, len(frames), LOG_MEL_BLOCK_FRAMES):
+        block = frames[t0:t0 + LOG_MEL_BLOCK_FRAMES]
+        spectrum = np.fft.rfft(block * _hann(n_fft), axis=-1)  # (t, n_fft // 2 + 1)
+        power = spectrum.real ** 2 + spectrum.imag ** 2
+        out[:, t0:t0 + len(block)] = fbank @ power.T  # (n_mels, t)
+    return 10.0 * np.log10(np.maximum(out, AMIN), out=out)
 
 
-def clip_features(path, audio: AudioConfig) -> np.ndarray:
-    """Decode one file and return its fixed-length clip's log-mel, float16 (n_mels, clip_frames)."""
-    wave = load_audio(path, audio.sample_rate, audio.min_seconds)
+def clip_from_wave(wave: np.ndarray, audio: AudioConfig) -> tuple[np.ndarray, int]:
+    """The cached clip of a decoded signal: float16 log-mel (n_mels, clip_frames) of its middle
+    `clip_seconds` (zero-padded when shorter), and the number of frames of real audio in it."""
+    valid = min(1 + len(wave) // audio.hop_length, audio.clip_frames)
     wave = fit_length(wave, int(round(audio.clip_seconds * audio.sample_rate)))
-    return log_mel(wave, audio).astype(np.float16)
+    return log_mel(wave, audio).astype(np.float16), valid
 
 
 # --------------------------------------------------------------------------------------------------
@@ -296,9 +305,8 @@ def _extract(job: tuple) -> tuple:
         return track_id, "failed", str(e), 0, None
     except Exception as e:  # an unexpected decoder crash is reported like any other failure
         return track_id, "failed", f"{path}: {type(e).__name__}: {e}", 0, None
-    frames = min(1 + len(wave) // audio.hop_length, audio.clip_frames)  # before padding
-    wave = fit_length(wave, int(round(audio.clip_seconds * audio.sample_rate)))
-    return track_id, "ok", "", frames, log_mel(wave, audio).astype(np.float16)
+    features, frames = clip_from_wave(wave, audio)
+    return track_id, "ok", "", frames, features
 
 
 def _quiet_worker():

@@ -1,0 +1,655 @@
+"""Predict the genres of songs with a trained checkpoint: any file, any length, any common format.
+
+    python pre_trained_models.py --checkpoint runs/NAME/best.pt song.mp3 album/ @playlist.txt
+    python pre_trained_models.py --checkpoint runs/NAME song.ogg --top-k 5 --format json --output out.json
+    python pre_trained_models.py --checkpoint runs/NAME long_mix.flac --segments --plot mix.png
+    python pre_trained_models.py --checkpoint runs/NAME --fma-dir data --subset medium --split test
+
+INPUT is an audio file, a directory (searched recursively for audio files; hidden files skipped), or
+`@LIST` (a text file with one path per line; blank lines and lines starting with # are ignored;
+relative paths are read from the current directory, else from the list's folder).
+
+Everything the prediction needs comes from the checkpoint (loaded with `weights_only=True`, so a file
+that would run code on load is refused): the model and its weights, the genre names, the audio
+parameters (sample rate, FFT, hop, mels, clip length) and the training set's per-band normalisation.
+Features come from the same functions as training (`utils.load_audio`, `utils.log_mel`), so there is
+no train/predict skew.
+
+How a song becomes probabilities (the evaluation's windows, utils.eval_windows, extended to any length):
+
+- A song up to the training clip length (`clip_seconds`, 30 s; up to 1 s longer is tolerated) is
+  turned into a clip exactly as the feature cache does it: its middle `clip_seconds`, padded with
+  silence when shorter, log-mel rounded to float16. A model trained on crops (`crop_frames`) then
+  sees `eval_crops` evenly spaced crops inside the real audio (not the padding; one centre crop when
+  eval_crops is 0); a whole-clip model sees the padded clip once. A song of any length up to 30 s
+  thus gets exactly the windows of main.py's evaluation (test.py), and the same probabilities.
+- A longer song is covered whole: n = ceil(duration / clip_seconds) segments' worth of windows,
+  i.e. n * eval_crops crops (or n whole-clip windows) evenly spaced from its start to its end.
+- The song's probabilities are the mean of its windows' softmax probabilities. `--segments` prints
+  each window's; `--plot` draws them under the log-mel spectrogram.
+
+Files are decoded in parallel threads (libsndfile, soxr and NumPy release the GIL; threads beat
+processes here, which would each pay torch's import) while the main thread runs the model on batches
+of windows (`--batch-windows`), so memory stays bounded whatever the length; the model loads once.
+The MP3 decoder's own warnings on damaged files are silenced: each bad file gets one line,
+`error: PATH: reason`, on stderr, and the other files are still predicted.
+
+Exit status: 0 when every file was predicted, 1 when some failed, 2 for usage errors (bad options, a
+missing or invalid checkpoint, no input files).
+
+`--fma-dir DIR --subset medium` scores FMA tracks the model was not trained on (e.g. fma_medium's
+tracks outside fma_small for a model trained on fma_small): the tracks of the subset minus those of
+the checkpoint's training subset, of the genres the model knows, optionally of one `--split`. It
+prints the counts, accuracy, macro-F1 and a per-genre table (JSON with `--format json`);
+`--output FILE` also writes the per-track predictions (with `track_id` and `label`).
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import concurrent.futures as cf
+import contextlib
+import csv
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+import numpy as np
+import torch
+
+from config import AudioConfig
+from models import ModelConfig, build_model
+from models_utils import CheckpointError, classification_metrics, load_checkpoint, pick_device
+from utils import (AMIN, SOUNDFILE_EXTENSIONS, SUBSETS, AudioError, DataError, audio_path, clip_from_wave,
+                   crop_starts, find_audio_dir, load_audio, load_metadata, log_mel, select_subset, standardize)
+
+# Extensions searched for in directories (an explicitly named file is tried whatever its extension).
+# Those libsndfile does not read need ffmpeg (through audioread); without it they get a clear error.
+AUDIO_EXTENSIONS = frozenset(SOUNDFILE_EXTENSIONS | {".m4a", ".aac", ".wma", ".mp4", ".webm", ".mka"})
+CLIP_SLACK_SECONDS = 1.0    # songs up to clip_seconds + this are treated exactly like the cached clip
+PROGRESS_MIN_FILES = 5      # the progress bar shows (on a terminal) from this many files on
+FORMATS = ("table", "csv", "json")
+
+
+# ------------------------------------------------------------------------------------------ features
+
+@dataclass
+class Song:
+    """One input and what became of it."""
+
+    path: str
+    track_id: Optional[int] = None     # --fma-dir only
+    label: Optional[str] = None        # --fma-dir only: the track's genre_top
+    error: Optional[str] = None        # "PATH: reason" when it failed
+    duration: float = 0.0              # seconds of decoded audio (before padding)
+    features: Optional[np.ndarray] = None       # float16 (n_mels, frames), dropped once predicted
+    starts: Optional[np.ndarray] = None         # start frame of each window
+    window_probs: Optional[np.ndarray] = None   # (n_windows, n_classes)
+    probs: Optional[np.ndarray] = None          # (n_classes,) mean over windows
+    done: int = 0                               # windows predicted so far
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Predictor:
+    """A checkpoint's model with everything needed to turn audio files into genre probabilities."""
+
+    def __init__(self, state: dict, device: torch.device, batch_windows: int = 64):
+        try:
+            self.audio = AudioConfig(**state["audio"])
+            self.model = build_model(ModelConfig(**state["model_config"]))
+            self.model.load_state_dict(state["model"])
+            self.classes = [str(c) for c in state["classes"]]
+            self.mean = state["mean"].float().numpy()
+            self.std = state["std"].float().numpy()
+            self.crop_frames = state.get("crop_frames")
+            self.eval_crops = int(state.get("eval_crops") or 0)
+        except (TypeError, ValueError, KeyError, RuntimeError, AttributeError) as e:
+            raise CheckpointError(f"checkpoint does not describe a usable model ({type(e).__name__}: {e})") from None
+        if len(self.classes) != self.model.n_classes or self.mean.shape != (self.audio.n_mels,):
+            raise CheckpointError("checkpoint is inconsistent: classes, model outputs and normalisation disagree")
+        self.model.to(device).eval()
+        self.device, self.batch_windows = device, max(1, batch_windows)
+        self.run_config = state.get("run_config") or {}
+
+    @property
+    def window_frames(self) -> int:
+        """Frames of one window: the training crop, or the whole clip for a whole-clip model."""
+        return int(self.crop_frames) if self.crop_frames else self.audio.clip_frames
+
+    @property
+    def windows_per_clip(self) -> int:
+        """Windows per clip_seconds of audio: eval_crops (at least 1) for crop models, else 1."""
+        return max(self.eval_crops, 1) if self.crop_frames else 1
+
+    def window_starts(self, n_frames: int, valid_frames: int, segments: int) -> np.ndarray:
+        """Start frames of a song's windows: `segments * windows_per_clip` evenly spaced windows inside
+        its first `valid_frames` frames (the real audio) -- utils.eval_windows' rule -- or, for a
+        whole-clip model, `segments` windows of the clip length over all `n_frames`."""
+        if not self.crop_frames:
+            return crop_starts(n_frames, self.window_frames, segments)
+        return crop_starts(max(valid_frames, self.window_frames), self.window_frames,
+                           segments * self.windows_per_clip)
+
+    # -- runs in decoding threads
+    def load(self, song: Song) -> Song:
+        """Decode `song.path` and compute its features and window starts (sets song.error on failure)."""
+        a = self.audio
+        try:
+            wave = load_audio(song.path, a.sample_rate, a.min_seconds)
+            clip = int(round(a.clip_seconds * a.sample_rate))
+            song.duration = len(wave) / a.sample_rate
+            if len(wave) <= clip + CLIP_SLACK_SECONDS * a.sample_rate:
+                song.features, valid = clip_from_wave(wave, a)  # exactly the feature cache's clip
+                segments = 1
+            else:
+                song.features = log_mel(wave, a).astype(np.float16)
+                valid = song.features.shape[1]
+                segments = math.ceil(len(wave) / clip)
+            del wave
+            if song.features.shape[1] < self.window_frames:  # a crop longer than the audio: pad with silence
+                song.features = np.pad(song.features, ((0, 0), (0, self.window_frames - song.features.shape[1])),
+                                       constant_values=10 * np.log10(AMIN))
+            song.starts = self.window_starts(song.features.shape[1], valid, segments)
+        except AudioError as e:
+            song.error = str(e)
+        except MemoryError:
+            song.error = f"{song.path}: out of memory while decoding"
+        except Exception as e:  # a decoder crash on one file must not stop the batch
+            song.error = f"{song.path}: {type(e).__name__}: {e}"
+        return song
+
+    # -- runs in the main thread
+    @torch.inference_mode()
+    def _run(self, queue: collections.deque) -> None:
+        """Predict up to batch_windows queued (song, window) pairs."""
+        batch = [queue.popleft() for _ in range(min(self.batch_windows, len(queue)))]
+        wf = self.window_frames
+        x = np.empty((len(batch), self.audio.n_mels, wf), dtype=np.float32)
+        for i, (song, w) in enumerate(batch):
+            s = int(song.starts[w])
+            x[i] = standardize(song.features[:, s:s + wf], self.mean, self.std)
+        probs = self.model(torch.from_numpy(x).to(self.device)).float().softmax(-1).cpu().numpy()
+        for (song, w), p in zip(batch, probs):
+            song.window_probs[w] = p
+            song.done += 1
+
+    def predict(self, songs: Iterable[Song], keep_features: bool = False) -> Iterator[Song]:
+        """Yield the songs, in order, with their probabilities; windows of several songs share a batch."""
+        queue, pending = collections.deque(), collections.deque()
+        for song in songs:
+            if song.ok:
+                song.window_probs = np.zeros((len(song.starts), len(self.classes)), dtype=np.float32)
+                queue.extend((song, w) for w in range(len(song.starts)))
+            pending.append(song)
+            while len(queue) >= self.batch_windows:
+                self._run(queue)
+                yield from self._finished(pending, keep_features)
+        while queue:
+            self._run(queue)
+        yield from self._finished(pending, keep_features)
+
+    @staticmethod
+    def _finished(pending: collections.deque, keep_features: bool) -> Iterator[Song]:
+        while pending and (not pending[0].ok or pending[0].done == len(pending[0].starts)):
+            song = pending.popleft()
+            if song.ok:
+                song.probs = torch.from_numpy(song.window_probs).mean(0).numpy()  # as test.predict_proba
+                if not keep_features:
+                    song.features = None
+            yield song
+
+
+def load_predictor(checkpoint: str, device: str = "auto", batch_windows: int = 64) -> Predictor:
+    """Load a checkpoint (weights_only, onto the CPU first) into a Predictor on `device`.
+
+    CheckpointError when the checkpoint is missing, unsafe or unusable; ValueError for a bad device."""
+    dev = pick_device(device)
+    state = load_checkpoint(checkpoint, map_location="cpu")
+    return Predictor(state, dev, batch_windows)
+
+
+def decode_all(predictor: Predictor, songs: list[Song], workers: int) -> Iterator[Song]:
+    """Decode songs in `workers` threads, yielding them in input order with a bounded look-ahead."""
+    if workers <= 1:
+        yield from (predictor.load(s) if s.ok else s for s in songs)
+        return
+    with cf.ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
+        inflight: collections.deque = collections.deque()
+        for song in songs:
+            inflight.append(pool.submit(predictor.load, song) if song.ok else _done(song))
+            if len(inflight) >= 2 * workers:
+                yield inflight.popleft().result()
+        while inflight:
+            yield inflight.popleft().result()
+
+
+def _done(song: Song) -> cf.Future:
+    f: cf.Future = cf.Future()
+    f.set_result(song)
+    return f
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Send what C libraries write straight to file descriptor 2 (libmpg123's 'Warning: Xing stream
+    size off', 'Note: Trying to resync...') to /dev/null, while Python's own stderr (our error lines,
+    the progress bar, tracebacks) keeps going to the real stderr."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (e.g. captured): nothing to do
+        yield
+        return
+    old = sys.stderr
+    old.flush()
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    sys.stderr = open(saved, "w", buffering=1, encoding=getattr(old, "encoding", None) or "utf-8",
+                      errors="backslashreplace")
+    os.dup2(devnull, fd)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, fd)
+        sys.stderr.close()
+        sys.stderr = old
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+def find_audio(directory: Path) -> list[Path]:
+    """Audio files under `directory`, recursively, sorted; hidden files and folders are skipped."""
+    found = []
+    for root, dirs, files in os.walk(directory, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(root) / f for f in sorted(files)
+                  if not f.startswith(".") and Path(f).suffix.lower() in AUDIO_EXTENSIONS]
+    return found
+
+
+def expand_inputs(inputs: list[str], warn) -> list[Song]:
+    """Files, directories and @lists -> Songs (missing paths become Songs with an error), deduplicated."""
+    songs, seen = [], set()
+
+    def add(path: Path, origin: Optional[Path] = None):
+        if path.is_dir():
+            found = find_audio(path)
+            if not found:
+                warn(f"warning: {path}: no audio files found ({', '.join(sorted(AUDIO_EXTENSIONS))})")
+            for f in found:
+                add(f)
+            return
+        key = os.path.abspath(path)
+        if key in seen:
+            return
+        seen.add(key)
+        song = Song(str(path))
+        if not path.exists():
+            song.error = f"{path}: file not found" + (f" (listed in {origin})" if origin else "")
+        songs.append(song)
+
+    for item in inputs:
+        if item.startswith("@") and len(item) > 1:
+            listing = Path(item[1:])
+            try:
+                lines = listing.read_text().splitlines()
+            except (OSError, UnicodeDecodeError) as e:
+                song = Song(str(listing), error=f"{listing}: cannot read the list file ({e.strerror or e})"
+                            if isinstance(e, OSError) else f"{listing}: list file is not text")
+                songs.append(song)
+                continue
+            for line in lines:
+                line = line.strip()
+                if not line or line.startswith("#"):
+                    continue
+                p = Path(line).expanduser()
+                if not p.is_absolute() and not p.exists() and (listing.parent / p).exists():
+                    p = listing.parent / p
+                add(p, origin=listing)
+        else:
+            add(Path(item).expanduser())
+    return songs
+
+
+# ------------------------------------------------------------------------------------------ outputs
+
+def top_k(probs: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [(classes[i], float(probs[i])) for i in order]
+
+
+def window_times(song: Song, predictor: Predictor) -> list[tuple[float, float]]:
+    sec = predictor.audio.hop_length / predictor.audio.sample_rate
+    return [(float(s) * sec, float(s + predictor.window_frames) * sec) for s in song.starts]
+
+
+def fmt_time(seconds: float) -> str:
+    m, s = divmod(seconds, 60)
+    return f"{int(m)}:{s:05.2f}"
+
+
+def record(song: Song, predictor: Predictor, k: int, segments: bool) -> dict:
+    """The JSON object of one song (also the source of the CSV row)."""
+    rec = {"path": song.path}
+    if song.track_id is not None:
+        rec.update(track_id=song.track_id, label=song.label)
+    rec.update(status="ok" if song.ok else "error", error=song.error or "",
+               duration_s=round(song.duration, 3) if song.ok else None,
+               windows=len(song.starts) if song.ok else 0)
+    if song.ok:
+        rec["top_k"] = [{"genre": g, "probability": p} for g, p in top_k(song.probs, predictor.classes, k)]
+        rec["probabilities"] = {c: float(p) for c, p in zip(predictor.classes, song.probs)}
+        if segments:
+            rec["segments"] = [
+                {"start_s": round(a, 3), "end_s": round(b, 3),
+                 "top_k": [{"genre": g, "probability": p} for g, p in top_k(wp, predictor.classes, k)],
+                 "probabilities": {c: float(p) for c, p in zip(predictor.classes, wp)}}
+                for (a, b), wp in zip(window_times(song, predictor), song.window_probs)]
+    else:
+        rec["top_k"], rec["probabilities"] = [], {}
+    return rec
+
+
+def csv_header(k: int, fma: bool) -> list[str]:
+    cols = ["path"] + (["track_id", "label"] if fma else []) + ["status", "error", "duration_s", "windows"]
+    for i in range(1, k + 1):
+        cols += [f"genre_{i}", f"prob_{i}"]
+    return cols
+
+
+def csv_row(rec: dict, k: int, fma: bool) -> list:
+    row = [rec["path"]] + ([rec["track_id"], rec["label"]] if fma else [])
+    row += [rec["status"], rec["error"], "" if rec["duration_s"] is None else f"{rec['duration_s']:.3f}",
+            rec["windows"]]
+    for i in range(k):
+        t = rec["top_k"][i] if i < len(rec["top_k"]) else None
+        row += [t["genre"], f"{t['probability']:.6f}"] if t else ["", ""]
+    return row
+
+
+def table_lines(songs: list[Song], predictor: Predictor, k: int, segments: bool) -> list[str]:
+    ok = [s for s in songs if s.ok]
+    if not ok:
+        return []
+    width = min(max(len("file"), *(len(s.path) for s in ok)), 80)
+    lines = [f"{'file':<{width}}  {'duration':>9}  {'windows':>7}  top {k} genres"]
+    for s in ok:
+        genres = "  ".join(f"{g} {p:.2f}" for g, p in top_k(s.probs, predictor.classes, k))
+        lines.append(f"{s.path:<{width}}  {fmt_time(s.duration):>9}  {len(s.starts):>7}  {genres}")
+        if segments:
+            for (a, b), wp in zip(window_times(s, predictor), s.window_probs):
+                genres = "  ".join(f"{g} {p:.2f}" for g, p in top_k(wp, predictor.classes, k))
+                pad = "  (partly padding)" if b > s.duration + 0.5 else ""
+                lines.append(f"    {fmt_time(a)}-{fmt_time(b)}  {genres}{pad}")
+    return lines
+
+
+def write_predictions(songs: list[Song], predictor: Predictor, fmt: str, k: int, segments: bool,
+                      out, fma: bool = False) -> None:
+    if fmt == "json":
+        json.dump([record(s, predictor, k, segments) for s in songs], out, indent=2)
+        out.write("\n")
+    elif fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(csv_header(k, fma))
+        for s in songs:
+            writer.writerow(csv_row(record(s, predictor, k, False), k, fma))
+    else:
+        for line in table_lines(songs, predictor, k, segments):
+            out.write(line + "\n")
+
+
+def plot_song(song: Song, predictor: Predictor, path: Path, k: int = 3) -> None:
+    """Log-mel spectrogram (dB) on top, each window's genre probabilities under it, same time axis."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    a = predictor.audio
+    sec = a.hop_length / a.sample_rate
+    spec = song.features.astype(np.float32)
+    total = spec.shape[1] * sec
+    times = window_times(song, predictor)
+    centres = np.array([(t0 + t1) / 2 for t0, t1 in times])
+    if len(centres) > 1:
+        mids = (centres[1:] + centres[:-1]) / 2
+        edges = np.concatenate([[max(0.0, 2 * centres[0] - mids[0])], mids, [min(total, 2 * centres[-1] - mids[-1])]])
+    else:
+        edges = np.array([times[0][0], min(total, times[0][1])])
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 3 + 0.28 * len(predictor.classes) + 3), sharex=True,
+                                   gridspec_kw={"height_ratios": [3, max(1.5, 0.25 * len(predictor.classes))]})
+    im = ax1.imshow(spec, origin="lower", aspect="auto", cmap="magma", extent=(0, total, 0, spec.shape[0]))
+    ax1.set_ylabel("mel band")
+    fig.colorbar(im, ax=ax1, pad=0.01, label="dB")
+    if song.duration < total - 1e-6:
+        for ax in (ax1, ax2):
+            ax.axvline(song.duration, color="cyan", ls="--", lw=1)
+        ax1.text(song.duration, spec.shape[0] * 0.95, " padding", color="cyan", va="top", fontsize=8)
+    best = ", ".join(f"{g} {p:.2f}" for g, p in top_k(song.probs, predictor.classes, k))
+    ax1.set_title(f"{Path(song.path).name} ({fmt_time(song.duration)}): {best}")
+    mesh = ax2.pcolormesh(edges, np.arange(len(predictor.classes) + 1), song.window_probs.T, cmap="viridis",
+                          vmin=0, vmax=1, shading="flat")
+    ax2.set_yticks(np.arange(len(predictor.classes)) + 0.5, predictor.classes, fontsize=8)
+    ax2.set_xlabel(f"time (s); {len(times)} windows of {predictor.window_frames * sec:.2f} s")
+    fig.colorbar(mesh, ax=ax2, pad=0.01, label="probability")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+class PlotNames:
+    """FILE.png when there is one input; FILE-<song name>.png (numbered when names repeat) for several."""
+
+    def __init__(self, base: Path, n_inputs: int):
+        self.base, self.single, self.used = base, n_inputs == 1, set()
+
+    def __call__(self, song: Song) -> Path:
+        if self.single:
+            return self.base
+        name, i = f"{self.base.stem}-{Path(song.path).stem}", 1
+        while name in self.used:
+            i += 1
+            name = f"{self.base.stem}-{Path(song.path).stem}-{i}"
+        self.used.add(name)
+        return self.base.with_name(name + (self.base.suffix or ".png"))
+
+
+# ------------------------------------------------------------------------------------------ FMA scoring
+
+def fma_selection(args, predictor: Predictor, warn) -> tuple[list[Song], dict]:
+    """Songs for --fma-dir: tracks of --subset outside the training subset, of --split, known genres."""
+    tracks, _ = load_metadata(args.fma_dir)
+    trained_on = predictor.run_config.get("subset")
+    order = list(SUBSETS) + ["full"]
+    sel = select_subset(tracks, args.subset)
+    excluded = None
+    if trained_on in SUBSETS and order.index(args.subset) > order.index(trained_on):
+        sel = sel[~(sel[("set", "subset")] <= trained_on).fillna(False).astype(bool)]
+        excluded = trained_on
+    elif trained_on in order:
+        if args.split in ("all", "training"):
+            warn(f"warning: the model was trained on {trained_on}'s training split; these tracks include it")
+    else:
+        warn("warning: the checkpoint does not say which subset it was trained on: no track is left out")
+    if args.split != "all":
+        sel = sel[(sel[("set", "split")] == args.split).fillna(False).astype(bool)]
+    labels = sel[("track", "genre_top")].fillna("").astype(str)
+    known = labels.isin(predictor.classes)
+    audio_dir = find_audio_dir(args.fma_dir, args.subset)
+    songs = [Song(str(audio_path(audio_dir, tid)), track_id=int(tid), label=lab)
+             for tid, lab in labels[known].items()]
+    info = {"fma_dir": str(args.fma_dir), "subset": args.subset, "split": args.split,
+            "training_subset": trained_on, "excluded_subset": excluded, "selected": int(len(sel)),
+            "known_genre": int(known.sum()), "other_genre": int((~known).sum())}
+    return songs, info
+
+
+def fma_report(songs: list[Song], predictor: Predictor, info: dict) -> dict:
+    classes = predictor.classes
+    lookup = {c: i for i, c in enumerate(classes)}
+    ok = [s for s in songs if s.ok]
+    y_true = np.array([lookup[s.label] for s in ok], dtype=np.int64)
+    y_pred = np.array([int(np.argmax(s.probs)) for s in ok], dtype=np.int64)
+    metrics = classification_metrics(y_true, y_pred, classes) if len(ok) else {}
+    return {**info, "predicted": len(ok), "failed": len(songs) - len(ok), "classes": classes, **metrics}
+
+
+def report_lines(rep: dict) -> list[str]:
+    where = f"fma_{rep['subset']}" + (f" outside fma_{rep['excluded_subset']} (the training subset)"
+                                      if rep["excluded_subset"] else "")
+    split = "all splits" if rep["split"] == "all" else f"split {rep['split']}"
+    lines = [f"{where}, {split}: {rep['selected']} tracks; {rep['known_genre']} with a genre the model knows, "
+             f"{rep['other_genre']} with another or no top genre (left out)",
+             f"predicted {rep['predicted']}, failed {rep['failed']}"]
+    if not rep["predicted"]:
+        return lines + ["no track predicted: nothing to score"]
+    lines += [f"accuracy {rep['accuracy']:.4f}  macro-F1 {rep['macro_f1']:.4f}  ({rep['predicted']} tracks; "
+              f"macro-F1 over the model's {len(rep['classes'])} genres)", "",
+              f"{'genre':<20} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}"]
+    for c, m in rep["per_class"].items():
+        lines.append(f"{c:<20} {m['precision']:>9.3f} {m['recall']:>7.3f} {m['f1']:>6.3f} {m['support']:>8d}")
+    return lines
+
+
+# ------------------------------------------------------------------------------------------ command line
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pre_trained_models.py", allow_abbrev=False,
+        description="Predict the genres of audio files (or score FMA tracks) with a trained checkpoint.",
+        epilog="Exit status: 0 all files predicted, 1 some failed (one 'error: PATH: reason' line each "
+               "on stderr), 2 usage error (bad options, missing or invalid checkpoint, no input files).")
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="audio files, directories (searched recursively) or @LIST files (one path per line)")
+    p.add_argument("--checkpoint", required=True,
+                   help="checkpoint written by main.py (a .pt file, or a run directory: its best.pt)")
+    p.add_argument("--top-k", type=int, default=3, help="genres reported per song (default: 3)")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="output format: table (readable), csv (one row per file), json (default: table)")
+    p.add_argument("--output", default=None, help="write the predictions to this file (default: stdout)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the model runs: auto picks cuda when available (default: auto)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="decoding threads (default: all cores, %d here)" % (os.cpu_count() or 1))
+    p.add_argument("--batch-windows", type=int, default=64,
+                   help="windows per model batch; bounds memory for long songs (default: 64)")
+    p.add_argument("--segments", action="store_true",
+                   help="also give each window's time span and genres (table and json; default: off)")
+    p.add_argument("--plot", default=None, metavar="FILE.png",
+                   help="draw the log-mel spectrogram with each window's genre probabilities under it; "
+                        "with several songs, one FILE-<song>.png each (default: no plot)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"progress bar on stderr (default: on a terminal with {PROGRESS_MIN_FILES}+ files)")
+    g = p.add_argument_group("scoring FMA tracks the model did not train on")
+    g.add_argument("--fma-dir", default=None,
+                   help="FMA root (fma_metadata/, fma_<subset>/): score its tracks instead of INPUTs")
+    g.add_argument("--subset", choices=("small", "medium", "large", "full"), default="medium",
+                   help="subset to score; tracks of the checkpoint's training subset are left out when it "
+                        "is smaller (default: medium)")
+    g.add_argument("--split", choices=("training", "validation", "test", "all"), default="all",
+                   help="only tracks of this official split (default: all)")
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.fma_dir and args.inputs:
+        parser.error("give INPUT files or --fma-dir, not both")
+    if not args.fma_dir and not args.inputs:
+        parser.error("no INPUT given (audio files, directories or @LIST), and no --fma-dir")
+    if args.top_k < 1:
+        parser.error("--top-k must be >= 1")
+    if args.workers is not None and args.workers < 1:
+        parser.error("--workers must be >= 1")
+    with quiet_native_stderr():
+        return _run(args)
+
+
+def _run(args) -> int:
+    from tqdm import tqdm
+
+    def warn(msg: str) -> None:
+        tqdm.write(msg, file=sys.stderr)
+
+    try:
+        predictor = load_predictor(args.checkpoint, args.device, args.batch_windows)
+    except (CheckpointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    k = min(args.top_k, len(predictor.classes))
+    fma = args.fma_dir is not None
+    if fma:
+        try:
+            songs, info = fma_selection(args, predictor, warn)
+        except (DataError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    else:
+        songs = expand_inputs(args.inputs, warn)
+    if not songs:
+        print("error: no input files found" + ("" if fma else f" in {' '.join(args.inputs)}"), file=sys.stderr)
+        return 2
+    if args.segments and args.format == "csv":
+        warn("warning: --segments is not part of the csv output (one row per file); use table or json")
+
+    workers = args.workers or os.cpu_count() or 1
+    show = args.progress if args.progress is not None else (len(songs) >= PROGRESS_MIN_FILES and sys.stderr.isatty())
+    bar = tqdm(total=len(songs), unit="song", file=sys.stderr, disable=not show, dynamic_ncols=True)
+    plot_name = PlotNames(Path(args.plot), len(songs)) if args.plot else None
+    results = []
+    for song in predictor.predict(decode_all(predictor, songs, workers), keep_features=bool(args.plot)):
+        if not song.ok:
+            warn(f"error: {song.error}")
+        elif plot_name:
+            path = plot_name(song)
+            plot_song(song, predictor, path, k)
+            song.features = None
+            warn(f"wrote {path}")
+        results.append(song)
+        bar.update(1)
+    bar.close()
+    failed = sum(not s.ok for s in results)
+
+    if fma:
+        report = fma_report(results, predictor, info)
+        if args.output:
+            with _open_output(args.output) as out:
+                write_predictions(results, predictor, args.format, k, args.segments, out, fma=True)
+        if args.format == "json":
+            json.dump(report, sys.stdout, indent=2)
+            print()
+        else:
+            print("\n".join(report_lines(report)))
+    else:
+        if args.output:
+            with _open_output(args.output) as out:
+                write_predictions(results, predictor, args.format, k, args.segments, out)
+        else:
+            write_predictions(results, predictor, args.format, k, args.segments, sys.stdout)
+            sys.stdout.flush()
+    print(f"predicted {len(results) - failed} of {len(results)} files"
+          + (f"; {failed} failed" if failed else "") + (f"; wrote {args.output}" if args.output else ""),
+          file=sys.stderr)
+    return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def _open_output(path: str):
+    p = Path(path)
+    if p.parent != Path(""):
+        p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p, "w", newline="", encoding="utf-8") as f:
+        yield f
+
+
+if __name__ == "__main__":
+    sys.exit(main())
