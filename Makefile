@@ -18,9 +18,15 @@ $(STAMP): requirements.txt
 	$(BIN)/python -m pip install -r requirements.txt
 	touch $(STAMP)
 
+# The main job: (demo data) -> log-mel cache -> train the best preset -> test report -> predict the
+# test split's files with the saved checkpoint. Override e.g. `make run PRESET=configs/seed_crnn.yaml`.
+PRESET ?= configs/best.yaml
+RUN    ?= runs/$(notdir $(basename $(PRESET)))-$(notdir $(DATA))
+
 run: $(STAMP)
 	@if [ "$(DATA)" = data/demo ]; then $(BIN)/python demo_data.py --out data/demo; fi
-	$(BIN)/python main.py --data-dir $(DATA) --subset small --prepare-only
+	$(BIN)/python main.py --config $(PRESET) --data-dir $(DATA) --subset small --out $(RUN)
+	$(BIN)/python pre_trained_models.py --checkpoint $(RUN)/best.pt @$(RUN)/test_files.txt
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests

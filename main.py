@@ -8,7 +8,8 @@
     python main.py --help                                              # every option and its default
 
 A run writes runs/NAME/: config.json, metrics.csv (per epoch), results.json (test metrics of the best
-checkpoint), confusion_matrix.png, curves.png, best.pt and last.pt, and logs to Weights & Biases
+checkpoint), confusion_matrix.png, curves.png, best.pt, last.pt and test_files.txt (the test split's
+audio, for pre_trained_models.py @runs/NAME/test_files.txt), and logs to Weights & Biases
 (offline by default). Defaults live in config.py; the pieces in utils.py, models.py, train.py, test.py.
 """
 from __future__ import annotations
@@ -31,7 +32,7 @@ from models_utils import (CheckpointError, load_checkpoint, pick_device, rng_sta
                           seed_everything, set_rng_state)
 from test import evaluate, plot_confusion, plot_curves
 from train import Augment, train_one_epoch
-from utils import ClipDataset, DataError, band_stats, prepare_cache
+from utils import ClipDataset, DataError, audio_path, band_stats, find_audio_dir, prepare_cache
 
 RESUME_OVERRIDES = ("epochs", "device", "loader_workers", "workers", "wandb", "amp")  # allowed to change on resume
 
@@ -150,6 +151,9 @@ def test_report(model, state: dict, cache, classes, splits, run: RunConfig, devi
     """Evaluate on the test split; write results.json and confusion_matrix.png into `out`."""
     mean, std = state["mean"].numpy(), state["std"].numpy()
     rows, targets = splits["test"]
+    audio_dir = find_audio_dir(run.data_dir, run.subset)
+    (out / "test_files.txt").write_text("".join(
+        f"{audio_path(audio_dir, tid)}\n" for tid in cache.index["track_id"].to_numpy()[rows]))
     results = {"model": state["model_config"]["name"], "parameters": count_parameters(model),
                "best_epoch": state["epoch"], "classes": classes, "test_tracks": int(len(rows)),
                "machine": machine()}
