@@ -62,6 +62,7 @@ class AudioConfig:
 class RunConfig:
     """Everything a run of main.py needs besides the audio parameters."""
 
+    config: Optional[str] = opt(None, "YAML or JSON preset (configs/NAME.yaml); command-line options override it")
     # data
     data_dir: str = opt("data", "FMA root holding fma_metadata/ and fma_<subset>/ "
                                 "(bash download_data.sh, or python demo_data.py for a synthetic one)")
@@ -117,8 +118,6 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                      allow_abbrev=False)
-    parser.add_argument("--config", default=None,
-                        help="YAML or JSON preset (configs/NAME.yaml); command-line options override it")
     for cls, title in ((RunConfig, "run"), (AudioConfig, "audio / features")):
         group = parser.add_argument_group(title)
         hints = get_type_hints(cls)
@@ -159,7 +158,7 @@ def load_config(argv=None, description: str = "") -> tuple[RunConfig, AudioConfi
     unknown = sorted(set(values) - known)
     if unknown:
         raise SystemExit(f"error: unknown option(s) in {args.config}: {', '.join(unknown)}")
-    values.update({k: v for k, v in vars(args).items() if v is not None and k != "config"})
+    values.update({k: v for k, v in vars(args).items() if v is not None})
     run = RunConfig(**{f.name: values[f.name] for f in fields(RunConfig) if f.name in values})
     audio = AudioConfig(**{f.name: values[f.name] for f in fields(AudioConfig) if f.name in values})
     return run, audio, set(values)

@@ -1,0 +1,39 @@
+"""Print a Markdown results table from finished run directories (their results.json and config.json).
+
+    python results_table.py runs/best-demo runs/demo_crnn-demo ...
+
+One row per run: model, parameters, epochs, training wall time, machine, test accuracy and macro-F1,
+and the command that reproduces it (from the run's preset and data directory).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def row(run_dir: Path) -> str:
+    res = json.loads((run_dir / "results.json").read_text())
+    cfg = json.loads((run_dir / "config.json").read_text())
+    run = cfg["run"]
+    preset = run.get("config")
+    command = (f"`python main.py --config {preset} --data-dir {run['data_dir']}`" if preset
+               else f"`python main.py --model {run['model']} --data-dir {run['data_dir']}`")
+    test = res["test"] or {}
+    minutes = res.get("train_seconds", 0) / 60
+    return (f"| {res['model']} | {res['parameters']:,} | {res['epochs']} | {minutes:.1f} min | {res['machine']} | "
+            f"{test.get('accuracy', float('nan')):.1%} | {test.get('macro_f1', float('nan')):.3f} | {command} |")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories written by main.py")
+    args = parser.parse_args(argv)
+    print("| model | parameters | epochs | training time | machine | test accuracy | test macro-F1 | command |")
+    print("|---|---:|---:|---:|---|---:|---:|---|")
+    for run_dir in args.runs:
+        print(row(run_dir))
+
+
+if __name__ == "__main__":
+    main()
