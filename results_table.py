@@ -8,6 +8,7 @@ and the command that reproduces it (from the run's preset and data directory).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -16,13 +17,30 @@ def row(run_dir: Path) -> str:
     res = json.loads((run_dir / "results.json").read_text())
     cfg = json.loads((run_dir / "config.json").read_text())
     run = cfg["run"]
-    preset = run.get("config")
-    command = (f"`python main.py --config {preset} --data-dir {run['data_dir']}`" if preset
-               else f"`python main.py --model {run['model']} --data-dir {run['data_dir']}`")
+    command = "`python main.py " + " ".join(_options(run)) + "`"
     test = res["test"] or {}
     minutes = res.get("train_seconds", 0) / 60
     return (f"| {res['model']} | {res['parameters']:,} | {res['epochs']} | {minutes:.1f} min | {res['machine']} | "
             f"{test.get('accuracy', float('nan')):.1%} | {test.get('macro_f1', float('nan')):.3f} | {command} |")
+
+
+IGNORED = {"out", "name", "cache_dir", "workers", "loader_workers", "wandb", "wandb_project", "resume", "device"}
+
+
+def _options(run: dict) -> list[str]:
+    """The preset (if any) and every option that differs from the defaults (and from the preset)."""
+    from config import RunConfig, _read_preset
+    base = dataclasses.asdict(RunConfig())
+    if run.get("config"):
+        base.update(_read_preset(run["config"]))
+    opts = [f"--config {run['config']}"] if run.get("config") else []
+    for key, value in run.items():
+        if key in IGNORED or key == "config" or value == base.get(key):
+            continue
+        flag = "--" + key.replace("_", "-")
+        opts.append(flag if value is True else f"--no-{flag[2:]}" if value is False else f"{flag} {value:g}"
+                    if isinstance(value, float) else f"{flag} {value}")
+    return opts
 
 
 def main(argv=None) -> None:
