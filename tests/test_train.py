@@ -1,0 +1,166 @@
+"""Training, evaluation, checkpoints and logging through main.py (train.py, test.py, models_utils.py)."""
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, make_large_tree, run_main
+from models import MODELS
+from test_data import damage
+
+TIMING = ("seconds", "clips_per_s")
+FAST = ["--epochs", 1, "--batch-size", 4, "--crop-seconds", 3, "--eval-crops", 2, "--wandb", "disabled"]
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """A small synthetic demo set (20 tracks per genre, 4 s clips) and its cache directory."""
+    root = tmp_path_factory.mktemp("demo")
+    subprocess.run([sys.executable, str(ROOT / "demo_data.py"), "--out", str(root / "data"),
+                    "--tracks-per-genre", "20", "--seconds", "4", "--workers", "2"],
+                   check=True, capture_output=True, cwd=ROOT)
+    r = run_main("--data-dir", root / "data", "--cache-dir", root / "cache", "--prepare-only")
+    assert r.returncode == 0, r.stderr
+    return root
+
+
+def demo_args(demo, out, *extra):
+    return ["--data-dir", demo / "data", "--cache-dir", demo / "cache", "--out", out, "--model", "cnn1d",
+            "--batch-size", 8, "--crop-seconds", 2, "--eval-crops", 3, "--scheduler", "plateau", "--lr", 3e-3,
+            *extra]
+
+
+def metrics(run_dir):
+    with open(run_dir / "metrics.csv") as f:
+        return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(f)]
+
+
+def results(run_dir):
+    data = json.loads((run_dir / "results.json").read_text())
+    return {k: v for k, v in data.items() if k not in ("train_seconds", "machine")}
+
+
+@pytest.fixture(scope="session")
+def run_a(demo, tmp_path_factory):
+    """Three epochs of CNN1D on the demo set, W&B offline."""
+    out = tmp_path_factory.mktemp("runs") / "a"
+    r = run_main(*demo_args(demo, out, "--epochs", 3, "--wandb", "offline"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def broken_large_tree(tmp_path_factory):
+    """The real-format 30-track tree with five damaged clips (see test_data.damage)."""
+    root = make_large_tree(tmp_path_factory.mktemp("large") / "fma")
+    damage(root)
+    return root
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_every_model_one_epoch_on_real_tree_with_broken_clips(model, broken_large_tree, tmp_path):
+    out = tmp_path / "run"
+    r = run_main("--data-dir", broken_large_tree, "--subset", "large", "--cache-dir", broken_large_tree / "cache",
+                 "--model", model, *FAST, "--out", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "prepared 30 tracks: 25 ok, 5 failed" in r.stdout
+    for name in ("config.json", "metrics.csv", "results.json", "curves.png", "best.pt", "last.pt"):
+        assert (out / name).is_file(), name
+    assert not (out / "wandb").exists()  # --wandb disabled writes nothing
+    state = torch.load(out / "best.pt", weights_only=True)
+    assert state["model_config"]["name"] == model and state["epoch"] == 1
+    assert state["audio"]["n_mels"] == 128 and state["mean"].shape == (128,)
+
+
+def test_whole_clip_training(broken_large_tree, tmp_path):
+    r = run_main("--data-dir", broken_large_tree, "--subset", "large", "--cache-dir", broken_large_tree / "cache",
+                 "--model", "crnn", "--epochs", 1, "--batch-size", 4, "--crop-seconds", 0, "--wandb", "disabled",
+                 "--out", tmp_path / "run")
+    assert r.returncode == 0, r.stderr
+    assert torch.load(tmp_path / "run" / "best.pt", weights_only=True)["crop_frames"] is None
+
+
+def test_learns_the_demo_set(demo, tmp_path):
+    """A narrow CRNN learns the small demo set well above chance (1/8) on the held-out test split."""
+    out = tmp_path / "crnn"
+    r = run_main("--data-dir", demo / "data", "--cache-dir", demo / "cache", "--out", out, "--model", "crnn",
+                 "--width", 8, "--batch-size", 16, "--crop-seconds", 2, "--eval-crops", 3, "--lr", 5e-3,
+                 "--epochs", 10, "--wandb", "disabled")
+    assert r.returncode == 0, r.stderr
+    res = json.loads((out / "results.json").read_text())
+    hist = metrics(out)
+    assert float(hist[-1]["train_loss"]) < 0.5 * float(hist[0]["train_loss"])
+    assert res["test"]["accuracy"] >= 0.3, res["test"]  # 16 test tracks; chance is 0.125
+    cm = np.array(res["test"]["confusion_matrix"])
+    assert cm.shape == (8, 8) and cm.sum() == res["test_tracks"] == 16
+    assert set(res["test"]["per_class"]) == set(res["classes"])
+
+
+def test_run_directory_and_wandb_offline(run_a):
+    for name in ("config.json", "metrics.csv", "results.json", "confusion_matrix.png", "curves.png", "best.pt", "last.pt"):
+        assert (run_a / name).is_file(), name
+    assert len(metrics(run_a)) == 3
+    assert list((run_a / "wandb").glob("offline-run-*/run-*.wandb"))  # W&B offline run recorded locally
+    state = torch.load(run_a / "last.pt", weights_only=True)
+    for key in ("model", "optimizer", "scheduler", "epoch", "best_metric", "model_config", "rng", "classes",
+                "audio", "mean", "std"):
+        assert key in state
+    assert state["epoch"] == 3
+
+
+def test_same_seed_same_metrics(run_a, demo, tmp_path):
+    out = tmp_path / "b"
+    assert run_main(*demo_args(demo, out, "--epochs", 3, "--wandb", "disabled")).returncode == 0
+    assert metrics(out) == metrics(run_a)
+    assert results(out)["test"] == results(run_a)["test"]
+
+
+def test_resume_continues_where_it_stopped(run_a, demo, tmp_path):
+    out = tmp_path / "c"
+    assert run_main(*demo_args(demo, out, "--epochs", 2, "--wandb", "disabled")).returncode == 0
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 2
+    r = run_main("--resume", out, "--epochs", 3, "--cache-dir", demo / "cache")
+    assert r.returncode == 0, r.stderr
+    assert "resuming" in r.stdout and "epoch   3/3" in r.stdout and "epoch   1/3" not in r.stdout
+    # the same as the uninterrupted 3-epoch run, up to float rounding (restored optimizer state
+    # tensors may take other vectorised code paths than the ones that were never saved)
+    for resumed, straight in zip(metrics(out), metrics(run_a), strict=True):
+        assert resumed.keys() == straight.keys()
+        for k in resumed:
+            assert float(resumed[k]) == pytest.approx(float(straight[k]), rel=1e-5, abs=1e-7), k
+    assert results(out)["test"]["accuracy"] == results(run_a)["test"]["accuracy"]
+
+
+def test_evaluate_only_reproduces_results(run_a, demo, tmp_path):
+    r = run_main("--evaluate-only", "--checkpoint", run_a / "best.pt", "--data-dir", demo / "data",
+                 "--cache-dir", demo / "cache", "--out", tmp_path / "e", "--wandb", "disabled")
+    assert r.returncode == 0, r.stderr
+    assert results(tmp_path / "e")["test"] == results(run_a)["test"]
+
+
+def test_bad_options_fail_loudly(tmp_path):
+    r = run_main("--no-such-option")
+    assert r.returncode == 2 and "unrecognized arguments" in r.stderr
+    preset = tmp_path / "p.yaml"
+    preset.write_text("model: cnn1d\nlearning_rat: 0.1\n")
+    r = run_main("--config", preset)
+    assert r.returncode != 0 and "learning_rat" in r.stderr
+    r = run_main("--model", "resnet9000", "--prepare-only")
+    assert r.returncode == 2 and "unknown model" in r.stderr
+    r = run_main("--evaluate-only", "--checkpoint", tmp_path / "missing.pt")
+    assert r.returncode == 2 and "not found" in r.stderr
+
+
+def test_augment_masks_only_in_training():
+    from train import Augment
+    torch.manual_seed(0)
+    x = torch.ones(64, 128, 100)
+    y = Augment(freq_masks=2, freq_width=16, time_masks=2, time_width=20).masks(x)
+    zero_bands = (y == 0).all(dim=2).float().sum(1).mean()  # masked mel bands per clip
+    zero_frames = (y == 0).all(dim=1).float().sum(1).mean()
+    assert 5 < zero_bands < 32 and 5 < zero_frames < 40
+    assert torch.equal(Augment().masks(x), x)  # no masks configured: untouched
