@@ -133,8 +133,9 @@ def _decode_soundfile(path: Path) -> tuple[np.ndarray, int, int]:
             declared, sr = f.frames, f.samplerate
             data = f.read(dtype="float32", always_2d=True)
     except sf.LibsndfileError as e:
-        # libsndfile reports unrecognised data as "File does not exist or is not a regular file"
-        raise AudioError(f"{path}: not decodable audio (unrecognised or corrupt data; libsndfile: {e.error_string})") from None
+        # libsndfile reports data it does not recognise as "File does not exist or is not a regular file"
+        detail = "not audio, or a corrupt file" if "regular file" in e.error_string else f"libsndfile: {e.error_string}"
+        raise AudioError(f"{path}: not decodable audio ({detail})") from None
     return data, sr, declared
 
 
