@@ -658,6 +658,35 @@ def random_kit(rng) -> dict:
                 tom_f=u(80, 170), perc_f=u(170, 420), perc_dec=u(0.08, 0.3), bright=u(0.6, 1.4))
 
 
+_STFT_N = 1024
+_STFT_WIN = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(_STFT_N) / _STFT_N)).astype(np.float32)
+_STFT_BAND = np.searchsorted(DYN_EDGES, np.fft.rfftfreq(_STFT_N, 1 / SR), side="right") - 1
+
+
+def _dynamics(y, amount: float, target_std) -> np.ndarray:
+    """Per band (DYN_EDGES), scale the dB contrast of each 23 ms frame around the band's mean so
+    that its standard deviation moves a fraction `amount` (in log terms) towards target_std."""
+    n, hop = len(y), _STFT_N // 2
+    blocks = -(-n // hop) + 2
+    pad = np.zeros(blocks * hop, np.float32)
+    pad[hop:hop + n] = y
+    frames = np.lib.stride_tricks.sliding_window_view(pad, _STFT_N)[::hop]
+    X = sfft.rfft(frames * _STFT_WIN, axis=1)
+    power = X.real ** 2 + X.imag ** 2
+    nb = len(DYN_EDGES) - 1
+    e = np.stack([power[:, _STFT_BAND == b].sum(1) for b in range(nb)], 1)
+    e_db = 10 * np.log10(e + 1e-10 * (e.max() + 1e-12))
+    e_db = signal.lfilter([0.5], [1, -0.5], e_db, axis=0)     # light smoothing over frames
+    mu, sd = e_db.mean(0), e_db.std(0) + 1e-3
+    k = (np.asarray(target_std) / sd) ** amount
+    g = 10 ** (np.clip((k - 1) * (e_db - mu), -24, 12) / 20)
+    X *= g[:, _STFT_BAND].astype(np.float32)
+    out = sfft.irfft(X, n=_STFT_N, axis=1) * _STFT_WIN
+    ola = out[:, :hop].copy()
+    ola[1:] += out[:-1, hop:]
+    return ola.reshape(-1)[hop:hop + n].astype(np.float32)
+
+
 class Synth:
     """One track: stems of float32 audio at SR, a note/drum cache, effects, and the final mix."""
 
@@ -931,18 +960,20 @@ class Synth:
             st = settings.get(name)
             if st is None or not np.any(x):
                 continue
-            x = x / (np.sqrt(np.mean(x ** 2)) + 1e-9) * 0.1          # every stem at the same RMS first
+            c = 0.1 / (np.sqrt(np.dot(x, x) / len(x)) + 1e-9)      # every stem at the same RMS first
             if st.get("drive", 0) > 0:
                 g = st["drive"]
-                x = np.tanh(g * 3 * x) / np.tanh(g * 3 * 0.3) * 0.3
+                x = np.tanh(x * np.float32(g * 3 * c)) * np.float32(0.3 / np.tanh(g * 3 * 0.3))
+                c = 1.0
             if st.get("lp"):
                 x = filt(x, "low", st["lp"])
-            x = x * st["level"]
+            c *= st["level"]
             pan = st.get("pan", 0.0)
             gl, gr = np.sqrt(0.5 * (1 - pan)), np.sqrt(0.5 * (1 + pan))
-            M += x * np.float32((gl + gr) / 2)
-            Sd += x * np.float32((gl - gr) / 2)
-            send += x * st.get("rev", 0.2)
+            M += x * np.float32(c * (gl + gr) / 2)
+            if master["wide"]:
+                Sd += x * np.float32(c * (gl - gr) / 2)
+            send += x * np.float32(c * st.get("rev", 0.2))
         dry_rms = np.sqrt(np.mean(M ** 2)) + 1e-9
         # Everything linear happens in one frequency domain (scipy.fft, float32): reverb (circular
         # convolution: the clip is an excerpt of continuous music, so the tail wrapping round to the
@@ -980,14 +1011,23 @@ class Synth:
             spec = self.rng.standard_normal(len(f)).astype(np.float32) * band
             music = np.sqrt(np.sum(np.abs(Y) ** 2))
             Y += master["hiss"] * music / np.sqrt(np.sum(spec ** 2) + 1e-9) * spec
-        y = sfft.irfft(Y, n=n)
+        # Multiband dynamics (6 bands): each band's level contrast -- the spread of its dB level
+        # over the clip, per 23 ms frame like the log-mel -- is pulled a fraction `dyn` of the way
+        # to the artist's target, compressing or expanding around the band's mean level. Onsets stay
+        # where they are; how much each band breathes becomes a production choice, not a genre
+        # fingerprint. Done in a short-time spectrum (sqrt-Hann, 50% overlap: exact reconstruction).
+        y = _dynamics(sfft.irfft(Y, n=n), master["dyn"], master["dyn_std"])
         if master.get("crackle", 0) > 0:  # vinyl crackle: sparse clicks
             c = np.zeros(n, np.float32)
             k = self.rng.integers(0, n, int(self.seconds * 50))
             c[k] = self.rng.uniform(-1, 1, len(k))
             y += master["crackle"] * np.sqrt(np.mean(y ** 2)) * filt(c, "band", (800, 6000)) * 300
         scale = master["rms"] / (np.sqrt(np.mean(y ** 2)) + 1e-9)
-        y = np.stack([y + Sd * np.float32(np.sqrt(np.mean(y ** 2)) / dry_rms), y - Sd * np.float32(np.sqrt(np.mean(y ** 2)) / dry_rms)])
+        if master["wide"]:
+            side = Sd * np.float32(np.sqrt(np.mean(y ** 2)) / dry_rms)
+            y = np.stack([y + side, y - side])
+        else:                             # a mono mix in a stereo file (identical channels)
+            y = np.stack([y, y])
         y = np.tanh(y * scale * 1.2) / 1.2
         return (y / max(1.0, np.abs(y).max() / 0.98)).astype(np.float32)
 
@@ -1279,6 +1319,7 @@ def artist_style(seed: int, artist_id: int) -> dict:
         density=u(0, 1),
         levels={s: 10 ** ((u(-3, 6) if s == "drums" else u(-6, 6)) / 20) for s in Synth.STEMS},
         pans={s: u(-0.35, 0.35) for s in Synth.STEMS},
+        wide=bool(r.random() < 0.3),   # stereo mix; otherwise mono in a stereo file (encodes faster)
         drive=max(0.0, u(-0.6, 1.2)),
         lp=u(4000, 10000) if r.random() < 0.3 else None,
         rev_t60=u(0.3, 2.2), rev_mix=u(0.0, 0.45),
@@ -1347,7 +1388,7 @@ def compose_electronic(s: Song):
     kicks = [s.t[i] for i in range(0, s.n_steps, 4)]
     s.S.duck(["bass", "harm", "lead", "tex", "bed"], kicks, r.uniform(0.5, 0.9), 60 / bpm * r.uniform(0.25, 0.5))
     s.S.sweep("harm" if not techno else "lead", 400, 8000, s.bar_len() * r.choice([4, 8]), r.uniform(0, 6))
-    return dict(drums=1.0, perc=0.6, bass=0.9, harm=0.6, lead=0.6, tex=0.3)
+    return dict(drums=1.0, perc=0.6, bass=0.9, harm=0.6, lead=0.6, tex=0.3, core=("drums", "bass", "lead"))
 
 
 def compose_rock(s: Song):
@@ -1393,7 +1434,7 @@ def compose_rock(s: Song):
                  orn_kinds=("bend",), vel=0.7)
     elif r.random() < 0.3:
         s.melody(s.inst("lead", "lead"), ["x.x.x.x.x-x.x---", "x-x-x-x-x-x-x---"], 67 + A["register"], vel=0.6)
-    out = dict(drums=1.0, perc=0.5, bass=0.8, harm=1.0, lead=0.7, tex=0.3)
+    out = dict(drums=1.0, perc=0.5, bass=0.8, harm=1.0, lead=0.7, tex=0.3, core=("drums", "harm"))
     out["harm_drive"] = 0.3 if indie else 1.5 if metal else \
         r.uniform(0.6, 1.2) if A["role_u"]["harm"] < P_TYPICAL else A["harm_drive"]   # clean-guitar artists too
     if lofi:
@@ -1436,7 +1477,8 @@ def compose_hiphop(s: Song):
     if wonky:
         s.melody(P["square"], ["x---x---x---x---", "x-------x-x-x---"], 67 + A["register"], vel=0.5, orn_p=0.9,
                  orn_kinds=("wobble",))
-    return dict(drums=1.0, perc=0.5, bass=1.0, harm=0.6, lead=0.8, tex=0.5, harm_lp=r.uniform(2000, 4500), crackle_p=0.6)
+    return dict(drums=1.0, perc=0.5, bass=1.0, harm=0.6, lead=0.8, tex=0.5, harm_lp=r.uniform(2000, 4500),
+                core=("drums", "lead"))
 
 
 def compose_pop(s: Song):
@@ -1472,7 +1514,7 @@ def compose_pop(s: Song):
             for k in range(int(r.integers(3, 7))):
                 s.S.add("tex", s.t[i] + k * s.step, w, 0.5)
         s.drums("perc", "bell", "..x....x...x..x.", vel=0.4, prob=0.6)
-    return dict(drums=1.0, perc=0.5, bass=0.8, harm=0.7, lead=0.9, tex=0.6)
+    return dict(drums=1.0, perc=0.5, bass=0.8, harm=0.7, lead=0.9, tex=0.6, core=("drums", "bass", "lead"))
 
 
 FOLK_METERS = {  # name: (steps per beat, steps per bar, guitar pattern (chord-tone indices per step))
@@ -1528,7 +1570,7 @@ def compose_folk(s: Song):
         s.S.lfo_gain("harm", r.uniform(5, 8), 0.6)
     if freak:
         s.drums("perc", "click", "x" + "." * (bar - 2) + "x", vel=0.4)
-    return dict(drums=0.6, perc=0.6, bass=0.7, harm=1.0, lead=0.8, tex=0.4)
+    return dict(drums=0.6, perc=0.6, bass=0.7, harm=1.0, lead=0.8, tex=0.4, core=("harm", "bass"))
 
 
 def compose_instrumental(s: Song):
@@ -1565,7 +1607,7 @@ def compose_instrumental(s: Song):
     # crescendo / decrescendo over phrases
     t = np.arange(s.S.n, dtype=np.float32) / SR
     s.S.stems["harm"] *= (0.75 + 0.25 * np.sin(2 * np.pi * t / (s.bar_len() * 4) + r.uniform(0, 6))).astype(np.float32)
-    return dict(drums=0.6, perc=0.7, bass=0.6, harm=1.0, lead=0.8, tex=0.5)
+    return dict(drums=0.6, perc=0.7, bass=0.6, harm=1.0, lead=0.8, tex=0.5, core=("harm", "lead"))
 
 
 def compose_international(s: Song):
@@ -1668,7 +1710,7 @@ def compose_international(s: Song):
         s.drums("perc", "shaker", "xoxoxo", vel=0.3)
         s.arpeggio(s.inst("arp", "pluck"), [0, 1, 2, 1, 2, 1], 57 + A["register"], gate=1.0, size=3)
         s.melody(lead, ["x-xx-x", "x--x--", "x-----"], 72 + A["register"], orn_p=0.6, orn_kinds=orn, legato=1.0)
-    return dict(drums=0.8, perc=1.0, bass=0.7, harm=0.7, lead=0.9, tex=0.5)
+    return dict(drums=0.8, perc=1.0, bass=0.7, harm=0.7, lead=0.9, tex=0.5, core=("perc", "lead"))
 
 
 def compose_experimental(s: Song):
@@ -1770,7 +1812,7 @@ def compose_experimental(s: Song):
             S_len = int(r.uniform(0.5, 2.5) * SR)
             for k in S.stems:
                 S.stems[k][a:a + S_len] *= 0.15
-    return dict(drums=0.5, perc=0.7, bass=0.6, harm=0.8, lead=0.9, tex=0.9)
+    return dict(drums=0.5, perc=0.7, bass=0.6, harm=0.8, lead=0.9, tex=0.9, core=("lead", "tex"))
 
 
 BEDS = ("drone", "noise", "sub", "air")
@@ -1819,7 +1861,10 @@ def render(genre: str, subs, artist_id: int, track_id: int, seed: int, seconds: 
     levels = COMPOSERS[genre](song)
     settings = {}
     for st in Synth.STEMS:
-        level = levels.get(st, 0.5) * A["levels"][st] * 10 ** (rng.uniform(-3, 3) / 20)
+        art = A["levels"][st]
+        if st in levels.get("core", ()):   # the stems that carry the genre's pattern are never cut
+            art = max(art, 1 / art)
+        level = levels.get(st, 0.5) * art * 10 ** (rng.uniform(-3, 3) / 20)
         if st == "bed":   # stems are normalised before their level: the bed's level is relative to the mix
             level = 1.7 * 10 ** (max([b[1] for b in A["beds"]] + [-60]) / 20)
         settings[st] = dict(level=level,
@@ -1829,10 +1874,10 @@ def render(genre: str, subs, artist_id: int, track_id: int, seed: int, seconds: 
                             lp=levels.get(st + "_lp"), rev=0.3 if st != "bass" else 0.05)
     master = dict(tilt=A["tilt"] + rng.normal(0, 0.3),
                   eq=[(c + rng.normal(0, 0.2), w, a + rng.normal(0, 2)) for c, w, a in A["eq"]],
-                  lp=levels.get("master_lp", A["lp"]), dyn=A["dyn"], dyn_std=A["dyn_std"], match=A["match"],
+                  lp=levels.get("master_lp", A["lp"]), dyn=A["dyn"], dyn_std=A["dyn_std"], match=A["match"], wide=A["wide"],
                   hiss=levels.get("hiss", A["hiss"]) * 10 ** (rng.uniform(-3, 3) / 20), hiss_band=A["hiss_band"],
                   rms=A["rms"] * 10 ** (rng.uniform(-2, 2) / 20),
-                  crackle=A["crackle"] if A["crackle_u"] < levels.get("crackle_p", 0.2) else 0.0)
+                  crackle=A["crackle"] if A["crackle_u"] < 0.25 else 0.0)
     y = S.mix(settings, A["rev_t60"], levels.get("rev_mix", A["rev_mix"]), master)
     if out_sr is None:
         return y.mean(0)
