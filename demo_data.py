@@ -25,25 +25,37 @@ Design (details at the composers below):
   chord rhythms, melody rules (scale, motion, repetition, ornaments), textures and effects.
   The genre lives mostly in *time*: Electronic = four-on-the-floor kick, off-beat hats, side-chain
   pumping, 16th arpeggios; Rock = straight 8th power-chord chugging, backbeat, 4-bar fills;
-  Hip-Hop = swung 16ths, syncopated boom-bap kick, late snare, long 808 notes, rapped syllables;
-  Pop = syncopated 3-3-2 bass, chord changes every bar, a sung hook that repeats every 2 bars;
-  Folk = fingerpicked arpeggios in 3/4, 6/8 or boom-chick 4/4, little or no drum kit;
-  Instrumental = slow rubato broken chords with pedal, swelling pads, long melody notes;
-  International = clave / one-drop / 7/8 / tala / maqsum / 12/8 bell rhythms, hand drums with pitch
-  bends, ornamented melodies (trills, slides, gamak) in non-western scales;
-  Experimental = no pulse: drones, glissandi, noise and grain events at random times.
+  Hip-Hop = swung 16ths, syncopated boom-bap kick, late snare, long gliding 808 notes, rapped
+  syllables; Pop = syncopated 3-3-2 bass, chord changes every bar, a sung hook repeating every
+  2 bars; Folk = boom-chick (bass on the downbeats) with strummed or fingerpicked guitar in 3/4,
+  6/8 or 4/4, little or no drum kit; Instrumental = slow rubato broken chords with pedal, swelling
+  pads, long melody notes, a held fermata at every phrase end; International = clave / one-drop /
+  7/8 / tala / maqsum / 12/8 bell rhythms, hand drums with pitch bends, ornamented melodies
+  (trills, slides, gamak) in non-western scales; Experimental = no pulse: drones, glissandi,
+  noise and grain events at random times.
 * Sub-genres (real FMA ids, parents from genres.csv) change the sound: e.g. Techno drops the pads
-  and adds a 3-step polymetric loop, Dubstep-free; Metal adds double-kick 16ths and gallops, Rap adds
+  and adds a 3-step polymetric loop, Metal double-kick 16ths and gallops, Punk a polka beat, Rap
   dense syllables, Reggae - Dub the one-drop and echoes, Drone long beating tones. A track has 0-2
-  sub-genres; `genres_all` is the set closed under parents.
-* Timbre, register, EQ, drive, reverb and loudness are drawn per artist from one pool shared by all
-  genres, so average spectra overlap (see baseline.py); artists share all their style parameters,
-  so the artist-filtered split matters; every track also varies on its own.
+  sub-genres (artists favour one; round-robin, so training artists cover them all); `genres_all`
+  is the set closed under parents.
+* Average spectra must not give the genre away (baseline.py measures it). So everything static
+  is production, drawn per artist from pools shared by all genres: the instrument of each role
+  (the genre's typical one only 35% of the time), register, drum-kit tuning, drive, reverb, stem
+  levels (the stems carrying the genre's pattern are never turned down), background beds (drone,
+  noise, sub, air), vinyl crackle, noise floor; and a mastering chain that pulls each track's
+  long-term spectrum, each band's mean dB and each band's dB contrast towards the artist's random
+  targets (EQ matching + multiband dynamics) and sets loudness by mean dB. Timing stays untouched.
+  Artists keep all of this across their tracks, so the artist-filtered split matters; every track
+  also varies on its own (tempo, key, patterns, arrangement dropouts).
 * A few clips are broken on purpose (like 6 clips of the real fma_small): an empty file, an MP3 cut
   mid-file (its header still declares the full length), a clip under 3 s. `--no-broken` turns it off.
   They are extra training tracks, so the usable set stays 8 x tracks-per-genre.
-* Deterministic: track t of seed s is synthesised from SeedSequence([s, t]) (artist style from
-  [s, artist_id]); the output does not depend on --workers.
+* Deterministic: every track is synthesised from its own random stream keyed by (seed, track id),
+  artist style by (seed, artist id), metadata by the seed; the output does not depend on --workers.
+* Speed: synthesis at 22,050 Hz (the pipeline's rate), upsampled to 44.1 kHz for the MP3; MP3 at
+  VBR quality 0.9 (~75 kbit/s; LAME low-passes at ~7.8 kHz, so the top ~15 of 128 mel bands are
+  nearly empty); 70% of artists mix in mono (identical channels, which encode ~20% faster), 30%
+  in stereo. About 0.6 s of CPU per 30 s clip, most of it in the MP3 encoder.
 
 The genres.csv is embedded in this file (3.9 kB) rather than read from tests/data, so the generator
 works from a clean clone with nothing else; tests check it is byte-identical to the official file.
@@ -56,7 +68,6 @@ import io
 import json
 import os
 import shutil
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -570,6 +581,7 @@ SCALES = {
 VOWELS = {"a": (800, 1200, 2600), "e": (500, 1900, 2600), "i": (300, 2300, 3000),
           "o": (500, 900, 2500), "u": (320, 800, 2400)}
 VEL = {"X": 1.0, "x": 0.72, "o": 0.35}
+LEVEL_DB = 20.6   # median mean band level (dB, in the STFT units of _dynamics) of a mix at RMS 0.1
 DYN_EDGES = (0.0, 150.0, 400.0, 1000.0, 2500.0, 5000.0, SR / 2 + 1)   # bands of the multiband dynamics, Hz
 
 
@@ -663,9 +675,11 @@ _STFT_WIN = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(_STFT_N) / _STFT_N)
 _STFT_BAND = np.searchsorted(DYN_EDGES, np.fft.rfftfreq(_STFT_N, 1 / SR), side="right") - 1
 
 
-def _dynamics(y, amount: float, target_std) -> np.ndarray:
-    """Per band (DYN_EDGES), scale the dB contrast of each 23 ms frame around the band's mean so
-    that its standard deviation moves a fraction `amount` (in log terms) towards target_std."""
+def _dynamics(y, amount: float, target_std, curve, match: float):
+    """Per band (DYN_EDGES), in 23 ms frames: scale the dB contrast around the band's mean so that
+    its standard deviation moves a fraction `amount` (in log terms) towards target_std, and move
+    the band's mean dB a fraction `match` towards the track's overall mean plus `curve` (dB, one
+    per band). Returns (audio, mean dB level over bands and frames of the result)."""
     n, hop = len(y), _STFT_N // 2
     blocks = -(-n // hop) + 2
     pad = np.zeros(blocks * hop, np.float32)
@@ -679,12 +693,13 @@ def _dynamics(y, amount: float, target_std) -> np.ndarray:
     e_db = signal.lfilter([0.5], [1, -0.5], e_db, axis=0)     # light smoothing over frames
     mu, sd = e_db.mean(0), e_db.std(0) + 1e-3
     k = (np.asarray(target_std) / sd) ** amount
-    g = 10 ** (np.clip((k - 1) * (e_db - mu), -24, 12) / 20)
+    static = np.clip(match * (mu.mean() + np.asarray(curve) - mu), -15, 15)
+    g = 10 ** ((np.clip((k - 1) * (e_db - mu), -24, 12) + static) / 20)
     X *= g[:, _STFT_BAND].astype(np.float32)
     out = sfft.irfft(X, n=_STFT_N, axis=1) * _STFT_WIN
     ola = out[:, :hop].copy()
     ola[1:] += out[:-1, hop:]
-    return ola.reshape(-1)[hop:hop + n].astype(np.float32)
+    return ola.reshape(-1)[hop:hop + n].astype(np.float32), float((mu + static).mean())
 
 
 class Synth:
@@ -1016,13 +1031,19 @@ class Synth:
         # to the artist's target, compressing or expanding around the band's mean level. Onsets stay
         # where they are; how much each band breathes becomes a production choice, not a genre
         # fingerprint. Done in a short-time spectrum (sqrt-Hann, 50% overlap: exact reconstruction).
-        y = _dynamics(sfft.irfft(Y, n=n), master["dyn"], master["dyn_std"])
+        y, level_db = _dynamics(sfft.irfft(Y, n=n), master["dyn"], master["dyn_std"], master["dyn_curve"],
+                                master["match"])
         if master.get("crackle", 0) > 0:  # vinyl crackle: sparse clicks
             c = np.zeros(n, np.float32)
             k = self.rng.integers(0, n, int(self.seconds * 50))
             c[k] = self.rng.uniform(-1, 1, len(k))
             y += master["crackle"] * np.sqrt(np.mean(y ** 2)) * filt(c, "band", (800, 6000)) * 300
-        scale = master["rms"] / (np.sqrt(np.mean(y ** 2)) + 1e-9)
+        # Loudness: mostly by the mean dB level (what a log-mel sees), partly by RMS. Dense music
+        # has a higher mean dB than sparse music at the same RMS; this takes that cue away.
+        rms = np.sqrt(np.mean(y ** 2)) + 1e-9
+        by_rms = 20 * np.log10(master["rms"] / rms)
+        by_db = LEVEL_DB + 20 * np.log10(master["rms"] / 0.1) - level_db
+        scale = 10 ** (np.clip(by_db, by_rms - 8, by_rms + 8) * 0.8 / 20 + by_rms * 0.2 / 20)
         if master["wide"]:
             side = Sd * np.float32(np.sqrt(np.mean(y ** 2)) / dry_rms)
             y = np.stack([y + side, y - side])
@@ -1325,8 +1346,9 @@ def artist_style(seed: int, artist_id: int) -> dict:
         rev_t60=u(0.3, 2.2), rev_mix=u(0.0, 0.45),
         tilt=u(-6, -1.5),                                                # dB per octave above 200 Hz
         eq=[(u(-4, 3.5), u(0.3, 1.2), u(-8, 8)) for _ in range(4)],     # (log2(f/1kHz), width oct, dB)
-        match=u(0.5, 0.9),
-        dyn=u(0.5, 0.9), dyn_std=[u(4, 10) for _ in range(len(DYN_EDGES) - 1)],   # see Synth.mix
+        match=u(0.75, 0.95),
+        dyn_curve=[u(-4, 4) for _ in range(len(DYN_EDGES) - 1)],   # mean dB per band vs the overall mean
+        dyn=u(0.7, 0.95), dyn_std=[u(4, 10) for _ in range(len(DYN_EDGES) - 1)],   # see Synth.mix
         gate=u(0.5, 1.4),                                # articulation: staccato .. legato
         hiss=10 ** (u(-55, -25) / 20), hiss_band=(u(30, 2000), u(4000, 10000)),
         rms=10 ** (u(-24, -14) / 20),
@@ -1874,7 +1896,7 @@ def render(genre: str, subs, artist_id: int, track_id: int, seed: int, seconds: 
                             lp=levels.get(st + "_lp"), rev=0.3 if st != "bass" else 0.05)
     master = dict(tilt=A["tilt"] + rng.normal(0, 0.3),
                   eq=[(c + rng.normal(0, 0.2), w, a + rng.normal(0, 2)) for c, w, a in A["eq"]],
-                  lp=levels.get("master_lp", A["lp"]), dyn=A["dyn"], dyn_std=A["dyn_std"], match=A["match"], wide=A["wide"],
+                  lp=levels.get("master_lp", A["lp"]), dyn=A["dyn"], dyn_std=A["dyn_std"], dyn_curve=A["dyn_curve"], match=A["match"], wide=A["wide"],
                   hiss=levels.get("hiss", A["hiss"]) * 10 ** (rng.uniform(-3, 3) / 20), hiss_band=A["hiss_band"],
                   rms=A["rms"] * 10 ** (rng.uniform(-2, 2) / 20),
                   crackle=A["crackle"] if A["crackle_u"] < 0.25 else 0.0)

@@ -10,7 +10,6 @@ does, be deterministic for a seed whatever the number of workers, and be idempot
 import ast
 import csv
 import json
-import os
 from pathlib import Path
 
 import numpy as np
