@@ -89,6 +89,10 @@ class RunConfig:
                              "crops of crop_seconds (0 = one pass over the whole clip)")
     augment: bool = opt(False, "SpecAugment: 2 frequency and 2 time masks per training clip", flag=True)
     mixup: float = opt(0.0, "mixup Beta(alpha, alpha) parameter for training batches (0 = off)")
+    eq_db: float = opt(0.0, "random EQ for training clips: a smooth curve over the mel bands within "
+                            "+-EQ_DB dB per clip (0 = off)")
+    contrast: float = opt(0.0, "random dynamics for training clips: each band's dB deviation from its "
+                               "mean scaled by up to 2**(+-CONTRAST) (0 = off)")
     seed: int = opt(0, "random seed (model init, shuffling, crops, augmentation)")
     # execution
     device: str = opt("auto", "where to train: auto picks cuda when available", choices=("auto", "cpu", "cuda"))
@@ -116,7 +120,7 @@ def _parse_type(tp):
 
 def build_parser(description: str = "") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
     for cls, title in ((RunConfig, "run"), (AudioConfig, "audio / features")):
         group = parser.add_argument_group(title)
@@ -124,13 +128,12 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
         for f in fields(cls):
             name = "--" + f.name.replace("_", "-")
             meta = f.metadata
+            text = meta["help"] if "(default:" in meta["help"] else f"{meta['help']} (default: {f.default})"
             if meta.get("flag"):
-                group.add_argument(name, action=argparse.BooleanOptionalAction, default=None,
-                                   help=f"{meta['help']} (default: {f.default})")
+                group.add_argument(name, action=argparse.BooleanOptionalAction, default=None, help=text)
             else:
                 group.add_argument(name, type=_parse_type(hints[f.name]), default=None,
-                                   choices=meta.get("choices"), metavar=f.name.upper(),
-                                   help=f"{meta['help']} (default: {f.default})")
+                                   choices=meta.get("choices"), metavar=f.name.upper(), help=text)
     return parser
 
 

@@ -79,7 +79,7 @@ from scipy import fft as sfft
 from scipy import signal
 from tqdm import tqdm
 
-GENERATOR_VERSION = 1  # bump when the output changes, so old demo sets are regenerated
+GENERATOR_VERSION = 2  # bump when the output changes, so old demo sets are regenerated
 
 # Defaults of the command line (one place).
 DEFAULTS = dict(out="data/demo", tracks_per_genre=60, seconds=30.0, seed=0, workers=None)

@@ -178,7 +178,7 @@ def write_results(results: dict, out: Path) -> None:
         json.dump({k: v for k, v in results.items() if not k.startswith("_")}, f, indent=2)
 
 
-def evaluate_only(run: RunConfig) -> int:
+def evaluate_only(run: RunConfig, given: set) -> int:
     if not run.checkpoint:
         print("error: --evaluate-only needs --checkpoint PATH", file=sys.stderr)
         return 2
@@ -193,6 +193,8 @@ def evaluate_only(run: RunConfig) -> int:
     classes, splits = split_rows(cache, state["classes"])
     model = build_model(ModelConfig(**state["model_config"])).to(device)
     model.load_state_dict(state["model"])
+    if "eval_crops" in given and state["crop_frames"]:  # the one evaluation setting that may change
+        state["eval_crops"] = run.eval_crops
     ckpt = Path(run.checkpoint)
     out = Path(run.out) if run.out else (ckpt if ckpt.is_dir() else ckpt.parent) / "evaluate"
     out.mkdir(parents=True, exist_ok=True)
@@ -246,7 +248,8 @@ def train(run: RunConfig, audio: AudioConfig, given: set) -> int:
                              eval_crops=eval_crops) if len(val_rows) else None
     optimizer, scheduler = make_optimizer(model, run, len(loader))
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and run.amp else None
-    augment = Augment(freq_masks=2 if run.augment else 0, time_masks=2 if run.augment else 0, mixup=run.mixup)
+    augment = Augment(freq_masks=2 if run.augment else 0, time_masks=2 if run.augment else 0, mixup=run.mixup,
+                      eq_db=run.eq_db, contrast=run.contrast, band_std=torch.as_tensor(std, dtype=torch.float32))
 
     start_epoch, step, best, history = 1, 0, float("-inf"), []
     if resume:
@@ -328,7 +331,7 @@ def main(argv=None) -> int:
         return 2
     try:
         if run.evaluate_only:
-            return evaluate_only(run)
+            return evaluate_only(run, given)
         if run.prepare_only:
             prepare(run, audio)
             return 0

@@ -23,6 +23,30 @@ class Augment:
     time_masks: int = 0      # SpecAugment: time masks per clip
     time_width: int = 24     # widest time mask, frames
     mixup: float = 0.0       # mixup Beta(alpha, alpha); 0 = off
+    eq_db: float = 0.0       # random EQ: a smooth per-clip curve over the mel bands within +-eq_db dB; 0 = off
+    eq_points: int = 6       # control points of that curve (linearly interpolated over the bands)
+    contrast: float = 0.0    # random dynamics: scale each clip's dB deviation from its band means by
+                             # a smooth curve within 2**(+-contrast); 0 = off
+    band_std: Optional[torch.Tensor] = None  # (M,) dB std per band used to standardise (to express dB)
+
+    def production(self, x: torch.Tensor) -> torch.Tensor:
+        """Random EQ and dynamics per clip of (B, M, T): the mix and mastering choices that vary by
+        artist, not by genre. Curves are smooth over the mel axis (eq_points control points)."""
+        if self.eq_db <= 0 and self.contrast <= 0:
+            return x
+        B, M, T = x.shape
+
+        def curve(amplitude):  # (B, M, 1): uniform control points in [-amplitude, amplitude], interpolated
+            pts = (torch.rand(B, 1, self.eq_points, device=x.device) * 2 - 1) * amplitude
+            return F.interpolate(pts, size=M, mode="linear", align_corners=True).transpose(1, 2)
+
+        if self.contrast > 0:
+            mean = x.mean(dim=2, keepdim=True)  # (B, M, 1): each band's level in this clip
+            x = mean + (x - mean) * torch.exp2(curve(self.contrast))
+        if self.eq_db > 0:
+            std = self.band_std.to(x.device)[None, :, None] if self.band_std is not None else 1.0
+            x = x + curve(self.eq_db) / std
+        return x
 
     def masks(self, x: torch.Tensor) -> torch.Tensor:
         """Zero random bands (axis 1, mels) and random frame spans (axis 2, time) of (B, M, T)."""
@@ -57,7 +81,7 @@ def train_one_epoch(model: torch.nn.Module, loader, optimizer: torch.optim.Optim
         if max_steps is not None and step >= max_steps:
             break
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        x = augment.masks(x)
+        x = augment.masks(augment.production(x))
         lam, perm = 1.0, None
         if augment.mixup > 0:  # mix each clip with a shuffled partner; targets become soft
             lam = float(torch.distributions.Beta(augment.mixup, augment.mixup).sample())

@@ -164,3 +164,20 @@ def test_augment_masks_only_in_training():
     zero_frames = (y == 0).all(dim=1).float().sum(1).mean()
     assert 5 < zero_bands < 32 and 5 < zero_frames < 40
     assert torch.equal(Augment().masks(x), x)  # no masks configured: untouched
+
+
+def test_production_augmentation_changes_levels_not_timing():
+    from train import Augment
+    torch.manual_seed(0)
+    x = torch.randn(3, 128, 50)
+    assert Augment().production(x) is x  # off by default
+    std = torch.full((128,), 5.0)
+    eq = Augment(eq_db=6.0, band_std=std).production(x) - x
+    assert torch.allclose(eq, eq[:, :, :1].expand_as(eq), atol=1e-6)  # one offset per band, same at every frame
+    assert eq.abs().max() <= 6.0 / 5.0 + 1e-6 and eq.abs().max() > 0.3  # within +-6 dB, in standardised units
+    assert (eq[0, :, 0] - eq[1, :, 0]).abs().max() > 0.1  # a different curve per clip
+    assert (eq[0, 1:, 0] - eq[0, :-1, 0]).abs().max() < 0.1  # smooth over the mel axis
+    y = Augment(contrast=0.5).production(x)
+    assert torch.allclose(y.mean(2), x.mean(2), atol=1e-5)  # band means kept
+    ratio = (y - y.mean(2, keepdim=True)).std(2) / (x - x.mean(2, keepdim=True)).std(2)
+    assert ratio.min() >= 2 ** -0.5 - 1e-4 and ratio.max() <= 2 ** 0.5 + 1e-4 and ratio.std() > 0.01
