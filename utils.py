@@ -4,6 +4,8 @@ Nothing here trains or defines a model. The pieces, in the order data flows thro
 
 - `load_tracks` / `load_genres` / `select_subset` / `audio_path`: FMA's metadata files
   (tracks.csv has a two-row header and Python-list columns; subsets are ordered small < medium < large).
+- `genre_path` / `genre_vocabulary` / `multi_hot`: the genre hierarchy of genres.csv ('Rock > Punk')
+  and the multi-hot targets of `--target all`.
 - `load_audio`: decode (libsndfile: mp3, wav, flac, ogg, ...), mix to mono, resample with soxr.
   Every failure is an `AudioError` whose message names the file and the reason.
 - `log_mel`: the one log-mel function used by training, evaluation and prediction.
