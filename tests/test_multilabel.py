@@ -154,7 +154,8 @@ def run_all(demo, tmp_path_factory):
     out = tmp_path_factory.mktemp("ml_runs") / "all"
     r = run_main("--data-dir", demo / "data", "--cache-dir", demo / "cache", "--out", out, "--target", "all",
                  "--model", "crnn", "--width", 8, "--batch-size", 16, "--crop-seconds", 2, "--eval-crops", 3,
-                 "--lr", 5e-3, "--epochs", 6, "--mixup", 0.2, "--wandb", "offline")
+                 "--lr", 5e-3, "--epochs", 6, "--mixup", 0.2, "--wandb", "offline",
+                 timeout=900)  # about 35 s of CPU; a machine busy with other jobs can stretch it past 300 s
     assert r.returncode == 0, r.stdout + r.stderr
     return out, r.stdout
 
