@@ -71,6 +71,17 @@ class RunConfig:
     cache_dir: Optional[str] = opt(None, "where log-mel caches are kept (default: DATA_DIR/cache)")
     workers: Optional[int] = opt(None, "parallel worker processes for decoding (default: all cores)")
     prepare_only: bool = opt(False, "build the feature cache, report failed tracks, and stop", flag=True)
+    target: str = opt("top", "what to predict: top = the single top genre (track.genre_top; 8 on small, 16 on "
+                             "medium/large; tracks without one are left out and counted), softmax + cross-entropy; "
+                             "all = every genre of track.genres_all (multi-label over each genre with at least one "
+                             "training positive, up to 163), sigmoid + binary cross-entropy, selected on "
+                             "validation macro ROC-AUC",
+                      choices=("top", "all"))
+    balance: str = opt("none", "unbalanced genres: none; weights = loss weights (top: n / (classes * n_genre) per "
+                               "class; all: BCE pos_weight n_negative / n_positive per genre, capped at 100); "
+                               "sampler = draw training clips with replacement, weighted by the inverse frequency "
+                               "of their (rarest) genre",
+                       choices=("none", "weights", "sampler"))
     # model
     model: str = opt("shortchunk_res", "model name (see models.MODELS): cnn1d, cnn2d, crnn, shortchunk_res, ...")
     width: Optional[int] = opt(None, "channels of the model's first stage (default: the model's own)")

@@ -7,14 +7,17 @@
     python main.py --evaluate-only --checkpoint runs/NAME/best.pt      # re-evaluate on the test split
     python main.py --help                                              # every option and its default
 
+    python main.py --data-dir data --subset medium --target all        # multi-label over all FMA genres
+
 A run writes runs/NAME/: config.json, metrics.csv (per epoch), results.json (test metrics of the best
-checkpoint), confusion_matrix.png, curves.png, best.pt, last.pt and test_files.txt (the test split's
-audio, for pre_trained_models.py @runs/NAME/test_files.txt), and logs to Weights & Biases
-(offline by default). Defaults live in config.py; the pieces in utils.py, models.py, train.py, test.py.
+checkpoint), confusion_matrix.png (--target top) or per_genre_auc.csv and auc_vs_train_count.png
+(--target all), curves.png, best.pt, last.pt and test_files.txt (the test split's audio, for
+pre_trained_models.py @runs/NAME/test_files.txt), and logs to Weights & Biases (offline by default). Defaults live in config.py; the pieces in utils.py, models.py, train.py, test.py.
 """
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import platform
@@ -25,14 +28,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from config import AudioConfig, RunConfig, load_config
 from models import MODELS, ModelConfig, build_model, count_parameters
 from models_utils import (CheckpointError, load_checkpoint, pick_device, rng_state, save_checkpoint,
                           seed_everything, set_rng_state)
-from test import evaluate, plot_confusion, plot_curves
+from test import evaluate, plot_auc_vs_count, plot_confusion, plot_curves
 from train import Augment, train_one_epoch
-from utils import ClipDataset, DataError, audio_path, band_stats, find_audio_dir, prepare_cache
+from utils import (ClipDataset, DataError, audio_path, band_stats, find_audio_dir, genre_vocabulary, load_metadata,
+                   multi_hot, prepare_cache)
 
 RESUME_OVERRIDES = ("epochs", "device", "loader_workers", "workers", "wandb", "amp")  # allowed to change on resume
 
@@ -64,13 +69,80 @@ def split_rows(cache, classes: list[str] | None = None) -> tuple[list[str], dict
     return classes, splits
 
 
+def split_rows_all(cache, genres_all, genres, vocab: dict | None = None) -> tuple[dict, dict]:
+    """Multi-label targets (--target all): the genre vocabulary and {split: (rows, multi-hot uint8)}.
+
+    `genres_all` maps track_id -> the track's genres (tracks.csv's genres_all, closed under parents);
+    `genres` is genres.csv. The vocabulary is every genre with at least one positive among the usable
+    training tracks (or `vocab`, from a checkpoint), with ids, titles, parents and hierarchy paths from
+    genres.csv and each genre's number of training positives. Failed tracks and tracks without any
+    genre are left out and counted; tracks without a genre_top stay in (most of fma_large's).
+    """
+    ok = cache.ok
+    lists = [[int(g) for g in gs if int(g) in genres.index] for gs in genres_all.reindex(ok["track_id"]).to_numpy()]
+    has = np.array([len(gs) > 0 for gs in lists], dtype=bool)
+    if (~has).sum():
+        print(f"left out {int((~has).sum())} decoded tracks without any genre")
+    split = ok["split"].to_numpy()
+    training = has & (split == "training")
+    if vocab is None:
+        vocab = genre_vocabulary({g for gs, t in zip(lists, training) if t for g in gs}, genres)
+    targets = multi_hot(lists, vocab["ids"])
+    rows = ok["row"].to_numpy()
+    splits = {s: (rows[has & (split == s)], targets[has & (split == s)]) for s in ("training", "validation", "test")}
+    vocab.setdefault("train_positives", splits["training"][1].sum(0).astype(int).tolist())
+    return vocab, splits
+
+
+def make_targets(target: str, run: RunConfig, cache, state: dict | None = None) -> tuple[list[str], dict, dict | None]:
+    """(classes, {split: (rows, targets)}, genre vocabulary or None) for `--target top` or `all`;
+    a checkpoint's `state` fixes the classes (and vocabulary) it was trained with."""
+    if target == "top":
+        classes, splits = split_rows(cache, state["classes"] if state else None)
+        return classes, splits, None
+    tracks, genres = load_metadata(run.data_dir)
+    vocab, splits = split_rows_all(cache, tracks[("track", "genres_all")], genres, state.get("genres") if state else None)
+    return list(vocab["titles"]), splits, vocab
+
+
+def make_loss(target: str, balance: str, targets: np.ndarray, n_classes: int, device) -> functools.partial:
+    """Cross-entropy (top) or binary cross-entropy on logits (all), weighted for `--balance weights`."""
+    if target == "all":
+        pos_weight = None
+        if balance == "weights":
+            pos = targets.sum(0).astype(np.float64)
+            pos_weight = torch.tensor(np.minimum((len(targets) - pos) / np.maximum(pos, 1), 100.0),
+                                      dtype=torch.float32, device=device)
+        return functools.partial(F.binary_cross_entropy_with_logits, pos_weight=pos_weight)
+    weight = None
+    if balance == "weights":
+        counts = np.bincount(targets, minlength=n_classes).astype(np.float64)
+        weight = torch.tensor(len(targets) / (n_classes * np.maximum(counts, 1)), dtype=torch.float32, device=device)
+    return functools.partial(F.cross_entropy, weight=weight)
+
+
+def sample_weights(targets: np.ndarray) -> np.ndarray:
+    """`--balance sampler`: a training clip's draw weight, 1 / (training clips of its class); for
+    multi-hot targets 1 / (positives of its rarest genre)."""
+    if targets.ndim == 1:
+        return 1.0 / np.bincount(targets)[targets]
+    inv = 1.0 / np.maximum(targets.sum(0), 1)
+    w = (targets * inv).max(1)
+    return np.where(w > 0, w, inv.min())
+
+
 def make_loader(cache, rows, targets, mean, std, run: RunConfig, device, crop_frames=None, train=False,
                 eval_crops=0, generator=None):
     ds = ClipDataset(cache, rows, targets, mean, std, crop_frames=crop_frames, random_crop=train,
                      eval_crops=eval_crops)
     workers = run.loader_workers if run.loader_workers is not None else (4 if device.type == "cuda" else 0)
+    sampler = None
+    if train and run.balance == "sampler":  # with replacement, as many draws as clips per epoch
+        sampler = torch.utils.data.WeightedRandomSampler(torch.from_numpy(sample_weights(np.asarray(targets))),
+                                                         len(ds), replacement=True, generator=generator)
     return torch.utils.data.DataLoader(
-        ds, batch_size=run.batch_size, shuffle=train, drop_last=train and len(ds) > run.batch_size,
+        ds, batch_size=run.batch_size, shuffle=train and sampler is None, sampler=sampler,
+        drop_last=train and len(ds) > run.batch_size,
         num_workers=workers, pin_memory=device.type == "cuda", generator=generator)
 
 
@@ -120,16 +192,28 @@ class Logger:
         if self.wb:
             self.wb.log({f"epoch/{k}": v for k, v in row.items()}, step=step)
 
-    def final(self, step: int, results: dict, classes: list[str], y_true, y_pred):
-        if self.wb:
-            import wandb
-            test = results["test"]
-            self.wb.log({"test/accuracy": test["accuracy"], "test/macro_f1": test["macro_f1"],
-                         "test/loss": test["loss"],
-                         "test/confusion_matrix": wandb.plot.confusion_matrix(
-                             y_true=list(map(int, y_true)), preds=list(map(int, y_pred)), class_names=classes)},
-                        step=step)
-            self.wb.summary.update({"test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"]})
+    def final(self, step: int, results: dict, classes: list[str], out: Path):
+        if not self.wb or not results.get("test"):
+            return
+        import wandb
+        test = results["test"]
+        if results.get("target") == "all":
+            scalars = {k: test[k] for k in MULTILABEL_SCALARS}
+            rows = results["_per_genre"]
+            table = wandb.Table(columns=list(rows[0]), data=[list(r.values()) for r in rows]) if rows else None
+            self.wb.log({**{f"test/{k}": v for k, v in scalars.items()},
+                         **({"test/per_genre_auc": table} if table is not None else {}),
+                         "test/auc_vs_train_count": wandb.Image(str(out / "auc_vs_train_count.png"))}, step=step)
+            self.wb.summary.update({f"test_{k}": v for k, v in scalars.items()})
+            self.wb.summary.update({"test_dropped_genres": test["dropped"]})
+            return
+        y_true, y_pred = results["_y"]
+        self.wb.log({"test/accuracy": test["accuracy"], "test/macro_f1": test["macro_f1"],
+                     "test/loss": test["loss"],
+                     "test/confusion_matrix": wandb.plot.confusion_matrix(
+                         y_true=list(map(int, y_true)), preds=list(map(int, y_pred)), class_names=classes)},
+                    step=step)
+        self.wb.summary.update({"test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"]})
 
     def close(self):
         if self.wb:
@@ -142,21 +226,45 @@ def machine() -> str:
     return f"{platform.system()} {cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
 
 
+MULTILABEL_SCALARS = ("macro_roc_auc", "micro_roc_auc", "macro_ap", "micro_ap", "micro_f1", "macro_f1", "threshold",
+                      "loss")
+
+
+def per_genre_rows(vocab: dict, per_genre: dict) -> list[dict]:
+    """One row per genre of the vocabulary: per_genre_auc.csv, the W&B table, the AUC plot."""
+    return [{"genre_id": g, "title": t, "parent_id": p, "parent": path.rpartition(" > ")[0].rpartition(" > ")[2],
+             "path": path, "train_positives": int(n), "test_positives": per_genre[t]["positives"],
+             "roc_auc": per_genre[t]["roc_auc"], "ap": per_genre[t]["ap"]}
+            for g, t, p, path, n in zip(vocab["ids"], vocab["titles"], vocab["parents"], vocab["paths"],
+                                        vocab["train_positives"])]
+
+
+MULTILABEL_EPOCH = ("macro_roc_auc", "micro_roc_auc", "macro_ap", "micro_f1", "threshold")  # per-epoch validation
+
+
+def selection_metric(tr: dict, va: dict | None, multilabel: bool) -> float:
+    """What picks best.pt (higher is better): validation accuracy (top) or macro ROC-AUC (all); the
+    validation loss when no genre can be scored there, the training loss without a validation split."""
+    if va is None:
+        return -tr["loss"]
+    if not multilabel:
+        return va["accuracy"]
+    return va["macro_roc_auc"] if np.isfinite(va["macro_roc_auc"]) else -va["loss"]
+
+
 def public(metrics: dict) -> dict:
     """Evaluation metrics without the per-clip arrays."""
     return {k: v for k, v in metrics.items() if k not in ("probs", "y_true")}
 
 
 def test_report(model, state: dict, cache, classes, splits, run: RunConfig, device, out: Path) -> dict:
-    """Evaluate on the test split; write results.json and confusion_matrix.png into `out`."""
+    """Evaluate on the test split; write test_files.txt and confusion_matrix.png (top) or
+    per_genre_auc.csv and auc_vs_train_count.png (all) into `out`; return what results.json gets."""
+    if state.get("target", "top") == "all":
+        return _test_report_all(model, state, cache, classes, splits, run, device, out)
     mean, std = state["mean"].numpy(), state["std"].numpy()
     rows, targets = splits["test"]
-    audio_dir = find_audio_dir(run.data_dir, run.subset)
-    (out / "test_files.txt").write_text("".join(
-        f"{audio_path(audio_dir, tid)}\n" for tid in cache.index["track_id"].to_numpy()[rows]))
-    results = {"model": state["model_config"]["name"], "parameters": count_parameters(model),
-               "best_epoch": state["epoch"], "classes": classes, "test_tracks": int(len(rows)),
-               "machine": machine()}
+    results = _report_head(model, state, cache, classes, rows, run, out)
     if len(rows) == 0:
         print("no test tracks in this data: test report skipped")
         results["test"] = None
@@ -173,9 +281,58 @@ def test_report(model, state: dict, cache, classes, splits, run: RunConfig, devi
     return results
 
 
+def _report_head(model, state: dict, cache, classes, rows, run: RunConfig, out: Path) -> dict:
+    """Write test_files.txt; the fields of results.json that do not depend on the target."""
+    audio_dir = find_audio_dir(run.data_dir, run.subset)
+    (out / "test_files.txt").write_text("".join(
+        f"{audio_path(audio_dir, tid)}\n" for tid in cache.index["track_id"].to_numpy()[rows]))
+    return {"model": state["model_config"]["name"], "parameters": count_parameters(model),
+            "best_epoch": state["epoch"], "classes": classes, "test_tracks": int(len(rows)),
+            "machine": machine()}
+
+
+def _test_report_all(model, state: dict, cache, classes, splits, run: RunConfig, device, out: Path) -> dict:
+    """test_report for multi-label checkpoints, at the threshold tuned on validation."""
+    rows, targets = splits["test"]
+    results = _report_head(model, state, cache, classes, rows, run, out)
+    vocab = state["genres"]
+    results.update(target="all", genres={k: vocab[k] for k in ("ids", "titles", "parents", "paths")})
+    if len(rows) == 0:
+        print("no test tracks in this data: test report skipped")
+        results["test"] = None
+        return results
+    loader = make_loader(cache, rows, targets, state["mean"].numpy(), state["std"].numpy(), run, device,
+                         state["crop_frames"], eval_crops=state["eval_crops"])
+    metrics = evaluate(model, loader, device, classes, run.amp, multilabel=True, threshold=state.get("threshold", 0.5))
+    results["test"] = public(metrics)
+    table = per_genre_rows(vocab, metrics["per_genre"])
+    with open(out / "per_genre_auc.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    plot_auc_vs_count(table, out / "auc_vs_train_count.png",
+                      f"{results['model']} test: macro ROC-AUC {metrics['macro_roc_auc']:.3f} over "
+                      f"{metrics['scored_genres']} genres")
+    results["_per_genre"] = table
+    print(f"test: macro ROC-AUC {metrics['macro_roc_auc']:.4f}  micro ROC-AUC {metrics['micro_roc_auc']:.4f}  "
+          f"macro PR-AUC (AP) {metrics['macro_ap']:.4f}  micro-F1 {metrics['micro_f1']:.4f} at threshold "
+          f"{metrics['threshold']:.2f}  ({len(rows)} tracks, {metrics['scored_genres']} of {len(classes)} genres "
+          f"scored, best epoch {state['epoch']})")
+    if metrics["dropped"]:
+        print(f"not scored (no positive or no negative test track): {', '.join(metrics['dropped'])}")
+    return results
+
+
 def write_results(results: dict, out: Path) -> None:
+    """results.json; metrics that are undefined (NaN, e.g. the ROC-AUC of an unscored genre) become null."""
+    def clean(v):
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return None if isinstance(v, float) and not np.isfinite(v) else v
     with open(out / "results.json", "w") as f:
-        json.dump({k: v for k, v in results.items() if not k.startswith("_")}, f, indent=2)
+        json.dump(clean({k: v for k, v in results.items() if not k.startswith("_")}), f, indent=2)
 
 
 def evaluate_only(run: RunConfig, given: set) -> int:
@@ -190,7 +347,7 @@ def evaluate_only(run: RunConfig, given: set) -> int:
     audio = AudioConfig(**state["audio"])
     device = pick_device(run.device)
     cache = prepare(run, audio)
-    classes, splits = split_rows(cache, state["classes"])
+    classes, splits, _ = make_targets(state.get("target", "top"), run, cache, state)
     model = build_model(ModelConfig(**state["model_config"])).to(device)
     model.load_state_dict(state["model"])
     if "eval_crops" in given and state["crop_frames"]:  # the one evaluation setting that may change
@@ -215,7 +372,8 @@ def train(run: RunConfig, audio: AudioConfig, given: set) -> int:
         audio = AudioConfig(**resume["audio"])
     device = pick_device(run.device)
     cache = prepare(run, audio)
-    classes, splits = split_rows(cache, resume["classes"] if resume else None)
+    multilabel = run.target == "all"
+    classes, splits, vocab = make_targets(run.target, run, cache, resume)
     train_rows, train_targets = splits["training"]
     if len(train_rows) == 0:
         raise DataError(f"no usable training tracks in {run.data_dir} (subset {run.subset})")
@@ -236,7 +394,7 @@ def train(run: RunConfig, audio: AudioConfig, given: set) -> int:
     model = build_model(mcfg).to(device)
     crop_frames = audio.frames_for(run.crop_seconds) if run.crop_seconds else None
     n_params = count_parameters(model)
-    print(f"{mcfg.name}: {n_params:,} parameters | {len(classes)} classes | "
+    print(f"{mcfg.name}: {n_params:,} parameters | {len(classes)} {'genres (multi-label)' if multilabel else 'classes'} | "
           + " / ".join(f"{len(r)} {s}" for s, (r, _) in splits.items()) + f" tracks | device {device} | {out}")
 
     generator = torch.Generator()
@@ -250,27 +408,30 @@ def train(run: RunConfig, audio: AudioConfig, given: set) -> int:
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and run.amp else None
     augment = Augment(freq_masks=2 if run.augment else 0, time_masks=2 if run.augment else 0, mixup=run.mixup,
                       eq_db=run.eq_db, contrast=run.contrast, band_std=torch.as_tensor(std, dtype=torch.float32))
+    loss_fn = make_loss(run.target, run.balance, train_targets, len(classes), device)
+    selection = "validation macro ROC-AUC" if multilabel else "validation accuracy"
 
-    start_epoch, step, best, history = 1, 0, float("-inf"), []
+    start_epoch, step, best, history, threshold = 1, 0, float("-inf"), [], 0.5
     if resume:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         if scheduler is not None and resume["scheduler"]:
             scheduler.load_state_dict(resume["scheduler"])
         start_epoch, step, best = resume["epoch"] + 1, resume["global_step"], resume["best_metric"]
-        history = resume["history"]
+        history, threshold = resume["history"], resume.get("threshold", 0.5)
         set_rng_state(resume["rng"])
-        print(f"resuming {out} after epoch {resume['epoch']} (best validation accuracy {best:.4f})")
+        print(f"resuming {out} after epoch {resume['epoch']} (best {selection} {best:.4f})")
 
     config = {"run": asdict(run), "audio": asdict(audio), "model": asdict(mcfg), "classes": classes,
-              "parameters": n_params}
+              "parameters": n_params, **({"genres": vocab} if multilabel else {})}
     (out / "config.json").write_text(json.dumps(config, indent=2))
     logger = Logger(run, out, config, resume.get("wandb_id") if resume else None)
 
     def state_at(epoch: int) -> dict:
         return {"model": model.state_dict(), "model_config": asdict(mcfg), "classes": classes,
                 "audio": asdict(audio), "mean": torch.from_numpy(mean), "std": torch.from_numpy(std),
-                "crop_frames": crop_frames, "eval_crops": eval_crops, "target": "top",
+                "crop_frames": crop_frames, "eval_crops": eval_crops, "target": run.target,
+                **({"genres": vocab, "threshold": threshold} if multilabel else {}),
                 "run_config": asdict(run), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else {},
                 "epoch": epoch, "global_step": step, "best_metric": best, "history": history,
@@ -286,39 +447,48 @@ def train(run: RunConfig, audio: AudioConfig, given: set) -> int:
     for epoch in range(start_epoch, run.epochs + 1):
         seed_everything(run.seed * 1000 + epoch)  # each epoch's shuffling, crops and masks are reproducible
         generator.manual_seed(run.seed * 1000 + epoch)
-        tr = train_one_epoch(model, loader, optimizer, device, augment=augment, scheduler=per_step_schedule,
-                             amp=run.amp, scaler=scaler, on_step=on_step)
-        va = evaluate(model, val_loader, device, classes, run.amp) if val_loader else None
+        tr = train_one_epoch(model, loader, optimizer, device, loss_fn=loss_fn, augment=augment,
+                             scheduler=per_step_schedule, amp=run.amp, scaler=scaler, on_step=on_step)
+        va = evaluate(model, val_loader, device, classes, run.amp, multilabel) if val_loader else None
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(va["loss"] if va else tr["loss"])
         elif scheduler is not None and per_step_schedule is None:
             scheduler.step()
-        metric = va["accuracy"] if va else -tr["loss"]  # selection on validation accuracy
+        metric = selection_metric(tr, va, multilabel)
         is_best = metric > best
         best = max(best, metric)
-        row = {"epoch": epoch, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"],
-               "val_loss": va["loss"] if va else float("nan"), "val_accuracy": va["accuracy"] if va else float("nan"),
-               "val_macro_f1": va["macro_f1"] if va else float("nan"), "lr": optimizer.param_groups[0]["lr"],
-               "seconds": tr["seconds"], "clips_per_s": tr["clips_per_s"]}
+        if multilabel:
+            threshold = va["threshold"] if va else 0.5  # saved with the epoch's weights, applied to test
+            row = {"epoch": epoch, "train_loss": tr["loss"],
+                   **{f"val_{k}": va[k] if va else float("nan") for k in ("loss",) + MULTILABEL_EPOCH},
+                   "lr": optimizer.param_groups[0]["lr"], "seconds": tr["seconds"], "clips_per_s": tr["clips_per_s"]}
+        else:
+            row = {"epoch": epoch, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"],
+                   "val_loss": va["loss"] if va else float("nan"), "val_accuracy": va["accuracy"] if va else float("nan"),
+                   "val_macro_f1": va["macro_f1"] if va else float("nan"), "lr": optimizer.param_groups[0]["lr"],
+                   "seconds": tr["seconds"], "clips_per_s": tr["clips_per_s"]}
         history.append(row)
         logger.epoch(step, row, history)
         save_checkpoint(out / "last.pt", state_at(epoch))
         if is_best:
             save_checkpoint(out / "best.pt", state_at(epoch))
-        print(f"epoch {epoch:3d}/{run.epochs}  train loss {tr['loss']:.4f} acc {tr['accuracy']:.3f}  |  "
-              f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f} F1 {row['val_macro_f1']:.3f}  |  "
+        scores = (f"train loss {tr['loss']:.4f}  |  val loss {row['val_loss']:.4f} ROC-AUC {row['val_macro_roc_auc']:.3f} "
+                  f"AP {row['val_macro_ap']:.3f} micro-F1 {row['val_micro_f1']:.3f}" if multilabel else
+                  f"train loss {tr['loss']:.4f} acc {tr['accuracy']:.3f}  |  "
+                  f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f} F1 {row['val_macro_f1']:.3f}")
+        print(f"epoch {epoch:3d}/{run.epochs}  {scores}  |  "
               f"{tr['seconds']:.1f} s, {tr['clips_per_s']:.0f} clips/s{'  *' if is_best else ''}", flush=True)
     wall = time.perf_counter() - started
 
-    plot_curves(history, out / "curves.png")
+    plot_curves(history, out / "curves.png", "macro_roc_auc" if multilabel else "accuracy")
     best_state = load_checkpoint(out / "best.pt", map_location=device)
     model.load_state_dict(best_state["model"])
     results = test_report(model, best_state, cache, classes, splits, run, device, out)
     results.update({"epochs": run.epochs, "train_seconds": round(wall, 1),
-                    "val_accuracy": best if splits["validation"][0].size else None})
+                    ("val_macro_roc_auc" if multilabel else "val_accuracy"):
+                        best if splits["validation"][0].size else None})
     write_results(results, out)
-    if "_y" in results:
-        logger.final(step, results, classes, *results["_y"])
+    logger.final(step, results, classes, out)
     logger.close()
     print(f"wrote {out}/: {', '.join(sorted(p.name for p in out.iterdir() if p.is_file()))}")
     return 0

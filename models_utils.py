@@ -1,4 +1,5 @@
-"""Helpers around models: device choice, seeding and RNG state, checkpoints, classification metrics.
+"""Helpers around models: device choice, seeding and RNG state, checkpoints, classification metrics
+(single-label: `classification_metrics`; multi-label: `multilabel_metrics`, `tune_threshold`).
 
 Checkpoints hold only tensors, numbers, strings, lists and dicts, so they load with
 `torch.load(path, weights_only=True)`: a file that would run code when unpickled is refused.
@@ -103,3 +104,68 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list
                       for i, c in enumerate(classes)},
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
+
+
+def output_probs(logits: torch.Tensor, multilabel: bool = False) -> torch.Tensor:
+    """Logits -> probabilities: softmax over the classes (single-label), or a sigmoid per genre
+    (multi-label, `--target all`). Evaluation and prediction both use this."""
+    return logits.sigmoid() if multilabel else logits.softmax(-1)
+
+
+THRESHOLDS = np.round(np.linspace(0.01, 0.99, 99), 2)  # candidates for the multi-label decision threshold
+
+
+def _scored(y_true: np.ndarray) -> np.ndarray:
+    """Columns with at least one positive and one negative: the only ones ROC-AUC and AP are defined on."""
+    pos = y_true.sum(0)
+    return (pos > 0) & (pos < len(y_true))
+
+
+def tune_threshold(y_true: np.ndarray, probs: np.ndarray) -> float:
+    """The one decision threshold (0.01-0.99) that maximises micro-F1 over the scored genres; tuned on
+    the validation split and applied unchanged to the test split."""
+    keep = _scored(y_true)
+    if not keep.any():
+        return 0.5
+    y, p = y_true[:, keep].astype(bool), probs[:, keep]
+    best, best_f1 = 0.5, -1.0
+    for t in THRESHOLDS:
+        pred = p >= t
+        tp = np.count_nonzero(pred & y)
+        f1 = 2 * tp / max(np.count_nonzero(pred) + np.count_nonzero(y), 1)
+        if f1 > best_f1:
+            best, best_f1 = float(t), f1
+    return best
+
+
+def multilabel_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str],
+                       threshold: float | None = None) -> dict:
+    """Multi-label metrics of (n_clips, n_genres) 0/1 targets and probabilities.
+
+    Genres without a positive (or without a negative) among these clips have no ROC-AUC or AP: they
+    are listed in `dropped` and left out of every average, micro included. Macro = the mean of the
+    per-genre values; micro = one curve over all (clip, genre) pairs. F1 (micro and macro, over the
+    scored genres) is taken at `threshold`, tuned here with `tune_threshold` when not given.
+    """
+    from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+    y_true = np.asarray(y_true).astype(np.int64)
+    keep = _scored(y_true) if len(y_true) else np.zeros(len(classes), bool)
+    threshold = tune_threshold(y_true, probs) if threshold is None else float(threshold)
+    per_genre, nan = {}, float("nan")
+    for j, c in enumerate(classes):
+        per_genre[c] = {"positives": int(y_true[:, j].sum()) if len(y_true) else 0,
+                        "roc_auc": float(roc_auc_score(y_true[:, j], probs[:, j])) if keep[j] else nan,
+                        "ap": float(average_precision_score(y_true[:, j], probs[:, j])) if keep[j] else nan}
+    out = {"threshold": threshold, "scored_genres": int(keep.sum()),
+           "dropped": [c for c, k in zip(classes, keep) if not k], "per_genre": per_genre}
+    if not keep.any():
+        return {"macro_roc_auc": nan, "micro_roc_auc": nan, "macro_ap": nan, "micro_ap": nan,
+                "micro_f1": nan, "macro_f1": nan, **out}
+    y, p = y_true[:, keep], probs[:, keep]
+    pred = (p >= threshold).astype(np.int64)
+    return {"macro_roc_auc": float(np.mean([per_genre[c]["roc_auc"] for c, k in zip(classes, keep) if k])),
+            "micro_roc_auc": float(roc_auc_score(y.ravel(), p.ravel())),
+            "macro_ap": float(np.mean([per_genre[c]["ap"] for c, k in zip(classes, keep) if k])),
+            "micro_ap": float(average_precision_score(y.ravel(), p.ravel())),
+            "micro_f1": float(f1_score(y, pred, average="micro", zero_division=0)),
+            "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)), **out}

@@ -25,8 +25,10 @@ How a song becomes probabilities (the evaluation's windows, utils.eval_windows, 
   thus gets exactly the windows of main.py's evaluation (test.py), and the same probabilities.
 - A longer song is covered whole: n = ceil(duration / clip_seconds) segments' worth of windows,
   i.e. n * eval_crops crops (or n whole-clip windows) evenly spaced from its start to its end.
-- The song's probabilities are the mean of its windows' softmax probabilities. `--segments` prints
-  each window's; `--plot` draws them under the log-mel spectrogram.
+- The song's probabilities are the mean of its windows' probabilities: softmax over the classes for a
+  `--target top` checkpoint; one sigmoid per genre for a `--target all` (multi-label) checkpoint, whose
+  genres are printed with their FMA hierarchy path (`Rock > Punk 0.83`), taken from the checkpoint.
+  `--segments` prints each window's; `--plot` draws them under the log-mel spectrogram.
 
 Files are decoded in parallel threads (libsndfile, soxr and NumPy release the GIL; threads beat
 processes here, which would each pay torch's import) while the main thread runs the model on batches
@@ -40,7 +42,9 @@ missing or invalid checkpoint, no input files).
 `--fma-dir DIR --subset medium` scores FMA tracks the model was not trained on (e.g. fma_medium's
 tracks outside fma_small for a model trained on fma_small): the tracks of the subset minus those of
 the checkpoint's training subset, of the genres the model knows, optionally of one `--split`. It
-prints the counts, accuracy, macro-F1 and a per-genre table (JSON with `--format json`);
+prints the counts, accuracy, macro-F1 and a per-genre table (JSON with `--format json`; for a
+multi-label checkpoint: every track with a genre, scored on all its genres with macro/micro ROC-AUC,
+macro AP and F1 at the checkpoint's validation threshold);
 `--output FILE` also writes the per-track predictions (with `track_id` and `label`).
 """
 from __future__ import annotations
@@ -63,9 +67,11 @@ import torch
 
 from config import AudioConfig
 from models import ModelConfig, build_model
-from models_utils import CheckpointError, classification_metrics, load_checkpoint, pick_device
+from models_utils import (CheckpointError, classification_metrics, load_checkpoint, multilabel_metrics,
+                          output_probs, pick_device)
 from utils import (AMIN, SOUNDFILE_EXTENSIONS, SUBSETS, AudioError, DataError, audio_path, clip_from_wave,
-                   crop_starts, find_audio_dir, load_audio, load_metadata, log_mel, select_subset, standardize)
+                   crop_starts, find_audio_dir, load_audio, load_metadata, log_mel, multi_hot, select_subset,
+                   standardize)
 
 # Extensions searched for in directories (an explicitly named file is tried whatever its extension).
 # Those libsndfile does not read need ffmpeg (through audioread); without it they get a clear error.
@@ -84,6 +90,7 @@ class Song:
     path: str
     track_id: Optional[int] = None     # --fma-dir only
     label: Optional[str] = None        # --fma-dir only: the track's genre_top
+    genre_ids: Optional[list] = None   # --fma-dir with a multi-label model: the track's genres_all
     error: Optional[str] = None        # "PATH: reason" when it failed
     duration: float = 0.0              # seconds of decoded audio (before padding)
     features: Optional[np.ndarray] = None       # float16 (n_mels, frames), dropped once predicted
@@ -110,9 +117,14 @@ class Predictor:
             self.std = state["std"].float().numpy()
             self.crop_frames = state.get("crop_frames")
             self.eval_crops = int(state.get("eval_crops") or 0)
+            self.multilabel = state.get("target", "top") == "all"
+            self.genres = state.get("genres") if self.multilabel else None
+            # what the outputs call each class: the hierarchy path of a multi-label genre ('Rock > Punk')
+            self.labels = [str(p) for p in self.genres["paths"]] if self.multilabel else self.classes
+            self.threshold = float(state.get("threshold", 0.5))
         except (TypeError, ValueError, KeyError, RuntimeError, AttributeError) as e:
             raise CheckpointError(f"checkpoint does not describe a usable model ({type(e).__name__}: {e})") from None
-        if len(self.classes) != self.model.n_classes or self.mean.shape != (self.audio.n_mels,):
+        if len(self.classes) != self.model.n_classes or len(self.labels) != len(self.classes) or self.mean.shape != (self.audio.n_mels,):
             raise CheckpointError("checkpoint is inconsistent: classes, model outputs and normalisation disagree")
         self.model.to(device).eval()
         self.device, self.batch_windows = device, max(1, batch_windows)
@@ -175,7 +187,7 @@ class Predictor:
         for i, (song, w) in enumerate(batch):
             s = int(song.starts[w])
             x[i] = standardize(song.features[:, s:s + wf], self.mean, self.std)
-        probs = self.model(torch.from_numpy(x).to(self.device)).float().softmax(-1).cpu().numpy()
+        probs = output_probs(self.model(torch.from_numpy(x).to(self.device)).float(), self.multilabel).cpu().numpy()
         for (song, w), p in zip(batch, probs):
             song.window_probs[w] = p
             song.done += 1
@@ -345,13 +357,13 @@ def record(song: Song, predictor: Predictor, k: int, segments: bool) -> dict:
                duration_s=round(song.duration, 3) if song.ok else None,
                windows=len(song.starts) if song.ok else 0)
     if song.ok:
-        rec["top_k"] = [{"genre": g, "probability": p} for g, p in top_k(song.probs, predictor.classes, k)]
-        rec["probabilities"] = {c: float(p) for c, p in zip(predictor.classes, song.probs)}
+        rec["top_k"] = [{"genre": g, "probability": p} for g, p in top_k(song.probs, predictor.labels, k)]
+        rec["probabilities"] = {c: float(p) for c, p in zip(predictor.labels, song.probs)}
         if segments:
             rec["segments"] = [
                 {"start_s": round(a, 3), "end_s": round(b, 3),
-                 "top_k": [{"genre": g, "probability": p} for g, p in top_k(wp, predictor.classes, k)],
-                 "probabilities": {c: float(p) for c, p in zip(predictor.classes, wp)}}
+                 "top_k": [{"genre": g, "probability": p} for g, p in top_k(wp, predictor.labels, k)],
+                 "probabilities": {c: float(p) for c, p in zip(predictor.labels, wp)}}
                 for (a, b), wp in zip(window_times(song, predictor), song.window_probs)]
     else:
         rec["top_k"], rec["probabilities"] = [], {}
@@ -382,11 +394,11 @@ def table_lines(songs: list[Song], predictor: Predictor, k: int, segments: bool)
     width = min(max(len("file"), *(len(s.path) for s in ok)), 80)
     lines = [f"{'file':<{width}}  {'duration':>9}  {'windows':>7}  top {k} genres"]
     for s in ok:
-        genres = "  ".join(f"{g} {p:.2f}" for g, p in top_k(s.probs, predictor.classes, k))
+        genres = "  ".join(f"{g} {p:.2f}" for g, p in top_k(s.probs, predictor.labels, k))
         lines.append(f"{s.path:<{width}}  {fmt_time(s.duration):>9}  {len(s.starts):>7}  {genres}")
         if segments:
             for (a, b), wp in zip(window_times(s, predictor), s.window_probs):
-                genres = "  ".join(f"{g} {p:.2f}" for g, p in top_k(wp, predictor.classes, k))
+                genres = "  ".join(f"{g} {p:.2f}" for g, p in top_k(wp, predictor.labels, k))
                 pad = "  (partly padding)" if b > s.duration + 0.5 else ""
                 lines.append(f"    {fmt_time(a)}-{fmt_time(b)}  {genres}{pad}")
     return lines
@@ -407,8 +419,12 @@ def write_predictions(songs: list[Song], predictor: Predictor, fmt: str, k: int,
             out.write(line + "\n")
 
 
+PLOT_MAX_GENRES = 24  # a multi-label model's plot shows the song's most probable genres, not all 163
+
+
 def plot_song(song: Song, predictor: Predictor, path: Path, k: int = 3) -> None:
-    """Log-mel spectrogram (dB) on top, each window's genre probabilities under it, same time axis."""
+    """Log-mel spectrogram (dB) on top, each window's genre probabilities under it, same time axis
+    (at most PLOT_MAX_GENRES genres: the song's most probable ones, in the model's order)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -423,8 +439,10 @@ def plot_song(song: Song, predictor: Predictor, path: Path, k: int = 3) -> None:
         edges = np.concatenate([[max(0.0, 2 * centres[0] - mids[0])], mids, [min(total, 2 * centres[-1] - mids[-1])]])
     else:
         edges = np.array([times[0][0], min(total, times[0][1])])
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 3 + 0.28 * len(predictor.classes) + 3), sharex=True,
-                                   gridspec_kw={"height_ratios": [3, max(1.5, 0.25 * len(predictor.classes))]})
+    shown = np.sort(np.argsort(-song.probs, kind="stable")[:PLOT_MAX_GENRES])
+    names = [predictor.labels[i] for i in shown]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 3 + 0.28 * len(names) + 3), sharex=True,
+                                   gridspec_kw={"height_ratios": [3, max(1.5, 0.25 * len(names))]})
     im = ax1.imshow(spec, origin="lower", aspect="auto", cmap="magma", extent=(0, total, 0, spec.shape[0]))
     ax1.set_ylabel("mel band")
     fig.colorbar(im, ax=ax1, pad=0.01, label="dB")
@@ -432,11 +450,11 @@ def plot_song(song: Song, predictor: Predictor, path: Path, k: int = 3) -> None:
         for ax in (ax1, ax2):
             ax.axvline(song.duration, color="cyan", ls="--", lw=1)
         ax1.text(song.duration, spec.shape[0] * 0.95, " padding", color="cyan", va="top", fontsize=8)
-    best = ", ".join(f"{g} {p:.2f}" for g, p in top_k(song.probs, predictor.classes, k))
+    best = ", ".join(f"{g} {p:.2f}" for g, p in top_k(song.probs, predictor.labels, k))
     ax1.set_title(f"{Path(song.path).name} ({fmt_time(song.duration)}): {best}")
-    mesh = ax2.pcolormesh(edges, np.arange(len(predictor.classes) + 1), song.window_probs.T, cmap="viridis",
+    mesh = ax2.pcolormesh(edges, np.arange(len(names) + 1), song.window_probs[:, shown].T, cmap="viridis",
                           vmin=0, vmax=1, shading="flat")
-    ax2.set_yticks(np.arange(len(predictor.classes)) + 0.5, predictor.classes, fontsize=8)
+    ax2.set_yticks(np.arange(len(names)) + 0.5, names, fontsize=8)
     ax2.set_xlabel(f"time (s); {len(times)} windows of {predictor.window_frames * sec:.2f} s")
     fig.colorbar(mesh, ax=ax2, pad=0.01, label="probability")
     fig.tight_layout()
@@ -482,9 +500,15 @@ def fma_selection(args, predictor: Predictor, warn) -> tuple[list[Song], dict]:
     if args.split != "all":
         sel = sel[(sel[("set", "split")] == args.split).fillna(False).astype(bool)]
     labels = sel[("track", "genre_top")].fillna("").astype(str)
-    known = labels.isin(predictor.classes)
+    if predictor.multilabel:  # every track with at least one of the model's genres
+        vocab = set(predictor.genres["ids"])
+        genre_ids = sel[("track", "genres_all")]
+        known = genre_ids.map(lambda gs: any(g in vocab for g in gs)).astype(bool)
+    else:
+        genre_ids, known = None, labels.isin(predictor.classes)
     audio_dir = find_audio_dir(args.fma_dir, args.subset)
-    songs = [Song(str(audio_path(audio_dir, tid)), track_id=int(tid), label=lab)
+    songs = [Song(str(audio_path(audio_dir, tid)), track_id=int(tid), label=lab,
+                  genre_ids=list(genre_ids[tid]) if genre_ids is not None else None)
              for tid, lab in labels[known].items()]
     info = {"fma_dir": str(args.fma_dir), "subset": args.subset, "split": args.split,
             "training_subset": trained_on, "excluded_subset": excluded, "selected": int(len(sel)),
@@ -494,8 +518,13 @@ def fma_selection(args, predictor: Predictor, warn) -> tuple[list[Song], dict]:
 
 def fma_report(songs: list[Song], predictor: Predictor, info: dict) -> dict:
     classes = predictor.classes
-    lookup = {c: i for i, c in enumerate(classes)}
     ok = [s for s in songs if s.ok]
+    if predictor.multilabel:
+        y = multi_hot([s.genre_ids for s in ok], predictor.genres["ids"])
+        metrics = multilabel_metrics(y, np.stack([s.probs for s in ok]), predictor.labels, predictor.threshold) if ok else {}
+        return {**info, "predicted": len(ok), "failed": len(songs) - len(ok), "classes": classes,
+                "multilabel": True, **metrics}
+    lookup = {c: i for i, c in enumerate(classes)}
     y_true = np.array([lookup[s.label] for s in ok], dtype=np.int64)
     y_pred = np.array([int(np.argmax(s.probs)) for s in ok], dtype=np.int64)
     metrics = classification_metrics(y_true, y_pred, classes) if len(ok) else {}
@@ -507,10 +536,18 @@ def report_lines(rep: dict) -> list[str]:
                                       if rep["excluded_subset"] else "")
     split = "all splits" if rep["split"] == "all" else f"split {rep['split']}"
     lines = [f"{where}, {split}: {rep['selected']} tracks; {rep['known_genre']} with a genre the model knows, "
-             f"{rep['other_genre']} with another or no top genre (left out)",
+             f"{rep['other_genre']} with another or no {'' if rep.get('multilabel') else 'top '}genre (left out)",
              f"predicted {rep['predicted']}, failed {rep['failed']}"]
     if not rep["predicted"]:
         return lines + ["no track predicted: nothing to score"]
+    if rep.get("multilabel"):
+        lines += [f"macro ROC-AUC {rep['macro_roc_auc']:.4f}  micro ROC-AUC {rep['micro_roc_auc']:.4f}  macro AP "
+                  f"{rep['macro_ap']:.4f}  micro-F1 {rep['micro_f1']:.4f} at threshold {rep['threshold']:.2f}  "
+                  f"({rep['scored_genres']} of {len(rep['classes'])} genres scored)", "",
+                  f"{'genre':<40} {'roc_auc':>7} {'ap':>6} {'positives':>9}"]
+        for c, m in rep["per_genre"].items():
+            lines.append(f"{c[:40]:<40} {m['roc_auc']:>7.3f} {m['ap']:>6.3f} {m['positives']:>9d}")
+        return lines
     lines += [f"accuracy {rep['accuracy']:.4f}  macro-F1 {rep['macro_f1']:.4f}  ({rep['predicted']} tracks; "
               f"macro-F1 over the model's {len(rep['classes'])} genres)", "",
               f"{'genre':<20} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}"]

@@ -4,6 +4,8 @@ Nothing here trains or defines a model. The pieces, in the order data flows thro
 
 - `load_tracks` / `load_genres` / `select_subset` / `audio_path`: FMA's metadata files
   (tracks.csv has a two-row header and Python-list columns; subsets are ordered small < medium < large).
+- `genre_path` / `genre_vocabulary` / `multi_hot`: the genre hierarchy of genres.csv ('Rock > Punk')
+  and the multi-hot targets of `--target all`.
 - `load_audio`: decode (libsndfile: mp3, wav, flac, ogg, ...), mix to mono, resample with soxr.
   Every failure is an `AudioError` whose message names the file and the reason.
 - `log_mel`: the one log-mel function used by training, evaluation and prediction.
@@ -87,6 +89,35 @@ def load_metadata(data_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
     tracks = load_tracks(_require(meta / "tracks.csv", data_dir))
     genres = load_genres(_require(meta / "genres.csv", data_dir))
     return tracks, genres
+
+
+def genre_path(genre_id: int, genres: pd.DataFrame, sep: str = " > ") -> str:
+    """'Rock > Punk': the titles from the root down to the genre, following genres.csv's parent column."""
+    chain, g = [], int(genre_id)
+    while g != 0 and len(chain) <= len(genres):  # the bound guards against a cycle in a damaged file
+        chain.append(str(genres.at[g, "title"]))
+        g = int(genres.at[g, "parent"])
+    return sep.join(reversed(chain))
+
+
+def genre_vocabulary(genre_ids: Iterable[int], genres: pd.DataFrame) -> dict:
+    """The genres of a multi-label model, sorted by id: ids, titles, parent ids and hierarchy paths,
+    all read from genres.csv (plain lists, so they go into checkpoints and config.json as they are)."""
+    ids = sorted({int(g) for g in genre_ids})
+    return {"ids": ids,
+            "titles": [str(genres.at[g, "title"]) for g in ids],
+            "parents": [int(genres.at[g, "parent"]) for g in ids],
+            "paths": [genre_path(g, genres) for g in ids]}
+
+
+def multi_hot(genre_lists: Iterable[list], ids: list[int]) -> np.ndarray:
+    """(n_tracks, len(ids)) uint8: 1 where the track has that genre; genres outside `ids` are ignored."""
+    col = {g: j for j, g in enumerate(ids)}
+    lists = list(genre_lists)
+    out = np.zeros((len(lists), len(ids)), dtype=np.uint8)
+    for i, gs in enumerate(lists):
+        out[i, [col[g] for g in gs if g in col]] = 1
+    return out
 
 
 def select_subset(tracks: pd.DataFrame, subset: str) -> pd.DataFrame:
@@ -474,7 +505,8 @@ def eval_windows(x: np.ndarray, valid_frames: int, crop_frames: int, k: int) -> 
 
 
 class ClipDataset(torch.utils.data.Dataset):
-    """Standardised log-mel clips of a FeatureCache with their targets.
+    """Standardised log-mel clips of a FeatureCache with their targets: class indices (`--target top`)
+    or multi-hot rows (`--target all`; stored as uint8, returned as float).
 
     - `crop_frames=None`: the whole cached clip, (M, clip_frames).
     - `crop_frames` and `random_crop` (training only): a random crop inside the track's real frames.
@@ -493,6 +525,8 @@ class ClipDataset(torch.utils.data.Dataset):
         return len(self.rows)
 
     def __getitem__(self, i: int):
+        y = self.targets[i]
+        y = y.float() if y.ndim else y  # multi-hot rows are stored as uint8 (memory), served as float
         x = self.cache.read(self.rows[i])  # (M, clip_frames) float16
         if self.crop_frames:
             if self.random_crop:
@@ -502,4 +536,4 @@ class ClipDataset(torch.utils.data.Dataset):
             else:
                 x = eval_windows(x, self.frames[i], self.crop_frames, max(self.eval_crops, 1))
                 x = x if self.eval_crops else x[0]
-        return torch.from_numpy(standardize(x, self.mean, self.std)), self.targets[i]
+        return torch.from_numpy(standardize(x, self.mean, self.std)), y

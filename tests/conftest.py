@@ -1,4 +1,5 @@
-"""Shared fixtures: real FMA material from tests/data (see tests/data/ATTRIBUTION.csv)."""
+"""Shared fixtures: real FMA material from tests/data (see tests/data/ATTRIBUTION.csv), and a small
+synthetic demo set (`demo`, built once per session) for the training tests."""
 import shutil
 import subprocess
 import sys
@@ -59,3 +60,15 @@ def make_large_tree(root: Path) -> Path:
 @pytest.fixture
 def large_tree(tmp_path):
     return make_large_tree(tmp_path / "fma")
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """A small synthetic demo set (20 tracks per genre, 4 s clips) and its cache directory."""
+    root = tmp_path_factory.mktemp("demo")
+    subprocess.run([sys.executable, str(ROOT / "demo_data.py"), "--out", str(root / "data"),
+                    "--tracks-per-genre", "20", "--seconds", "4", "--workers", "2"],
+                   check=True, capture_output=True, cwd=ROOT)
+    r = run_main("--data-dir", root / "data", "--cache-dir", root / "cache", "--prepare-only")
+    assert r.returncode == 0, r.stderr
+    return root

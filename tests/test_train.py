@@ -1,31 +1,17 @@
 """Training, evaluation, checkpoints and logging through main.py (train.py, test.py, models_utils.py)."""
 import csv
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, make_large_tree, run_main
+from conftest import make_large_tree, run_main
 from models import MODELS
 from test_data import damage
 
 TIMING = ("seconds", "clips_per_s")
 FAST = ["--epochs", 1, "--batch-size", 4, "--crop-seconds", 3, "--eval-crops", 2, "--wandb", "disabled"]
-
-
-@pytest.fixture(scope="session")
-def demo(tmp_path_factory):
-    """A small synthetic demo set (20 tracks per genre, 4 s clips) and its cache directory."""
-    root = tmp_path_factory.mktemp("demo")
-    subprocess.run([sys.executable, str(ROOT / "demo_data.py"), "--out", str(root / "data"),
-                    "--tracks-per-genre", "20", "--seconds", "4", "--workers", "2"],
-                   check=True, capture_output=True, cwd=ROOT)
-    r = run_main("--data-dir", root / "data", "--cache-dir", root / "cache", "--prepare-only")
-    assert r.returncode == 0, r.stderr
-    return root
 
 
 def demo_args(demo, out, *extra):
