@@ -69,7 +69,7 @@ class RunConfig:
     subset: str = opt("small", "FMA subset (small is inside medium, inside large)",
                       choices=("small", "medium", "large", "full"))
     cache_dir: Optional[str] = opt(None, "where log-mel caches are kept (default: DATA_DIR/cache)")
-    workers: Optional[int] = opt(None, "parallel worker processes for decoding (default: all cores)")
+    workers: Optional[int] = opt(None, "parallel decoding workers (threads; default: all cores)")
     prepare_only: bool = opt(False, "build the feature cache, report failed tracks, and stop", flag=True)
     target: str = opt("top", "what to predict: top = the single top genre (track.genre_top; 8 on small, 16 on "
                              "medium/large; tracks without one are left out and counted), softmax + cross-entropy; "
@@ -109,6 +109,8 @@ class RunConfig:
     device: str = opt("auto", "where to train: auto picks cuda when available", choices=("auto", "cpu", "cuda"))
     loader_workers: Optional[int] = opt(None, "DataLoader processes (default: 0 on CPU, 4 on CUDA)")
     amp: bool = opt(True, "mixed precision on CUDA (no effect on CPU)", flag=True)
+    compile: bool = opt(False, "torch.compile the model (slow first steps; pays off over long CUDA runs)",
+                        flag=True)
     # outputs
     out: Optional[str] = opt(None, "run directory for checkpoints, metrics and plots (default: runs/NAME)")
     name: Optional[str] = opt(None, "run name (default: MODEL-SUBSET-sSEED-TIMESTAMP)")

@@ -32,14 +32,14 @@ import torch.nn.functional as F
 
 from config import AudioConfig, RunConfig, load_config
 from models import MODELS, ModelConfig, build_model, count_parameters
-from models_utils import (CheckpointError, load_checkpoint, pick_device, rng_state, save_checkpoint,
+from models_utils import (CheckpointError, accelerate, load_checkpoint, pick_device, rng_state, save_checkpoint,
                           seed_everything, set_rng_state)
 from test import evaluate, plot_auc_vs_count, plot_confusion, plot_curves
 from train import Augment, train_one_epoch
 from utils import (ClipDataset, DataError, audio_path, band_stats, find_audio_dir, genre_vocabulary, load_metadata,
                    multi_hot, prepare_cache)
 
-RESUME_OVERRIDES = ("epochs", "device", "loader_workers", "workers", "wandb", "amp")  # allowed to change on resume
+RESUME_OVERRIDES = ("epochs", "device", "loader_workers", "workers", "wandb", "amp", "compile")  # allowed to change on resume
 
 
 def prepare(run: RunConfig, audio: AudioConfig):
@@ -391,7 +391,7 @@ def train(run: RunConfig, audio: AudioConfig, given: set) -> int:
     mcfg = ModelConfig(**resume["model_config"]) if resume else ModelConfig(
         name=run.model, n_classes=len(classes), n_mels=audio.n_mels,
         **{k: getattr(run, k) for k in ("width", "dropout") if getattr(run, k) is not None})
-    model = build_model(mcfg).to(device)
+    model = accelerate(build_model(mcfg).to(device), device, compile=run.compile)
     crop_frames = audio.frames_for(run.crop_seconds) if run.crop_seconds else None
     n_params = count_parameters(model)
     print(f"{mcfg.name}: {n_params:,} parameters | {len(classes)} {'genres (multi-label)' if multilabel else 'classes'} | "

@@ -70,8 +70,8 @@ from models import ModelConfig, build_model
 from models_utils import (CheckpointError, classification_metrics, load_checkpoint, multilabel_metrics,
                           output_probs, pick_device)
 from utils import (AMIN, SOUNDFILE_EXTENSIONS, SUBSETS, AudioError, DataError, audio_path, clip_from_wave,
-                   crop_starts, find_audio_dir, load_audio, load_metadata, log_mel, multi_hot, select_subset,
-                   standardize)
+                   crop_starts, find_audio_dir, load_audio, load_metadata, log_mel, multi_hot,
+                   quiet_native_stderr, select_subset, standardize)
 
 # Extensions searched for in directories (an explicitly named file is tried whatever its extension).
 # Those libsndfile does not read need ffmpeg (through audioread); without it they get a clear error.
@@ -246,33 +246,6 @@ def _done(song: Song) -> cf.Future:
     f: cf.Future = cf.Future()
     f.set_result(song)
     return f
-
-
-@contextlib.contextmanager
-def quiet_native_stderr():
-    """Send what C libraries write straight to file descriptor 2 (libmpg123's 'Warning: Xing stream
-    size off', 'Note: Trying to resync...') to /dev/null, while Python's own stderr (our error lines,
-    the progress bar, tracebacks) keeps going to the real stderr."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # not a real file (e.g. captured): nothing to do
-        yield
-        return
-    old = sys.stderr
-    old.flush()
-    saved = os.dup(fd)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    sys.stderr = open(saved, "w", buffering=1, encoding=getattr(old, "encoding", None) or "utf-8",
-                      errors="backslashreplace")
-    os.dup2(devnull, fd)
-    os.close(devnull)
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, fd)
-        sys.stderr.close()
-        sys.stderr = old
 
 
 # ------------------------------------------------------------------------------------------ inputs

@@ -1,0 +1,64 @@
+"""bench.py: its pieces run on tiny inputs and the report is a well-formed Markdown table.
+
+Speed goals are not tested (timings depend on the machine); this only checks that the benchmark
+works, on the real clips of tests/data, in-process and with the smallest sizes.
+"""
+import re
+
+import pytest
+
+import bench
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def test_parser_defaults_and_unknown_options():
+    args = bench.resolve(bench.build_parser().parse_args(["--quick"]))
+    assert args.tracks_per_genre == 6 and args.memory_steps == 10 and args.output == "BENCHMARKS.md"
+    full = bench.resolve(bench.build_parser().parse_args([]))
+    assert full.tracks_per_genre == 25
+    assert [s.crop_seconds for s in bench.train_specs(args, "cpu", "crnn")] == [3.0]
+    assert [s.crop_seconds for s in bench.train_specs(args, "cuda", "crnn")] == [3.0, 0.0]
+    cuda = bench.train_specs(args, "cuda", "crnn")[0]
+    assert cuda.amp and cuda.channels_last and cuda.compile and cuda.loader_workers == 4
+    cpu = bench.train_specs(args, "cpu", "crnn")[0]
+    assert not (cpu.amp or cpu.channels_last or cpu.compile) and cpu.loader_workers == 0
+    with pytest.raises(SystemExit):
+        bench.build_parser().parse_args(["--no-such-option"])
+
+
+def test_pieces_and_report(small_tree, tmp_path):
+    args = bench.resolve(bench.build_parser().parse_args(
+        ["--quick", "--workers", "2", "--batch-size", "4", "--models", "cnn1d"]))
+    files = bench.demo_files(small_tree)
+    assert len(files) == 6
+    extract = {"original": bench.extract_original(files[:2], tmp_path / "pickles"),
+               "floor": bench.extract_floor(files, 2),
+               "ours": bench.extract_ours(small_tree, tmp_path / "cache", 2)}
+    assert extract["ours"]["tracks"] == 6 and len(list((tmp_path / "pickles").glob("*.pkl"))) == 2
+    cache = next((tmp_path / "cache").iterdir())
+    spec = bench.TrainSpec("cnn1d", "cpu", 3.0, 4, 1, 0.0, 1, 0, False, False, False)
+    train = bench.train_window(str(cache), spec, rows_needed=16)
+    assert train["clips"] == 4 and train["clips_per_s"] > 0 and train["load_clips_per_s"] > 0
+    infer = bench.inference("cnn1d", files[:2], "cpu", 2, latency_songs=1)
+    assert infer["ms_per_song"] > 0 and infer["songs_per_s"] > 0
+    from config import AudioConfig
+    large = bench.write_large_cache(tmp_path / "large", 400, AudioConfig())
+    mem = bench.train_window(str(large), spec, rows_needed=None)
+    assert mem["rss_mb"] > 0
+    results = {"machine": "test machine", "command": "python bench.py --quick", "wall_s": 1.0, "files": files,
+               "extract": extract,
+               "train": [{"model": "cnn1d", "device": "cpu", "crop_seconds": 3.0, **train},
+                         {"model": "cnn1d", "device": "cuda", "crop_seconds": 0.0, "note": bench.NOT_MEASURED}],
+               "infer": [{"model": "cnn1d", "device": "cpu", **infer},
+                         {"model": "cnn1d", "device": "cuda", "note": bench.NOT_MEASURED}],
+               "memory": {**mem, "tracks": 400, "gb": 0.1, "loader_workers": 0}}
+    text = bench.report(args, results)
+    tables = re.findall(r"((?:^\|.*\|$\n?)+)", text, flags=re.M)
+    assert len(tables) == 5  # extraction, training, inference, memory, goals
+    for table in tables:
+        rows = table.strip().splitlines()
+        assert re.fullmatch(r"\|(-+:?\|)+", rows[1].replace("---:", "---").replace("---", "-"))
+        assert all(r.count("|") == rows[0].count("|") for r in rows), table
+    assert "vs original-style" in text and "not yet measured (no GPU available)" in text
+    assert re.search(r"extraction >= 4x the original-style pipeline \| \d+\.\d\dx", text)
