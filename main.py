@@ -23,7 +23,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -494,12 +494,27 @@ def train(run: RunConfig, audio: AudioConfig, given: set) -> int:
     return 0
 
 
+def demo_if_no_fma(run: RunConfig, given: set) -> RunConfig:
+    """`python main.py` with no --data-dir and no FMA in data/: the synthetic demo set in data/demo,
+    generated (about 3 minutes, once) if absent. An explicit --data-dir is never replaced."""
+    if "data_dir" in given or (Path(run.data_dir) / "fma_metadata" / "tracks.csv").is_file():
+        return run
+    demo = Path(run.data_dir) / "demo"
+    print(f"no FMA in {run.data_dir}/ (get it with `bash download_data.sh small`): "
+          f"using the synthetic demo set {demo}/ (demo numbers are not FMA numbers)")
+    import demo_data
+    demo_data.main(["--out", str(demo)])  # does nothing when the set is already there
+    return replace(run, data_dir=str(demo))
+
+
 def main(argv=None) -> int:
     run, audio, given = load_config(argv, description=__doc__.splitlines()[0])
     if run.model not in MODELS:
         print(f"error: unknown model {run.model!r}: choose from {', '.join(MODELS)}", file=sys.stderr)
         return 2
     try:
+        if not run.resume:
+            run = demo_if_no_fma(run, given)
         if run.evaluate_only:
             return evaluate_only(run, given)
         if run.prepare_only:

@@ -224,3 +224,12 @@ def test_prediction_prints_hierarchy_paths(run_all, capsys):
     probs = np.array(list(rec["probabilities"].values()))
     assert ((probs > 0) & (probs < 1)).all() and abs(probs.sum() - 1) > 1e-3  # independent sigmoids
     assert any(" > " in p for p in rec["probabilities"])
+
+
+def test_results_table_reports_auc_for_all_runs(run_all, capsys):
+    import results_table
+    results_table.main([str(run_all)])
+    lines = capsys.readouterr().out.splitlines()
+    assert "test macro ROC-AUC" in lines[0] and "accuracy" not in lines[0]
+    test = json.loads((run_all / "results.json").read_text())["test"]
+    assert f"| {test['macro_roc_auc']:.3f} | {test['macro_ap']:.3f} |" in lines[2]

@@ -167,3 +167,20 @@ def test_production_augmentation_changes_levels_not_timing():
     assert torch.allclose(y.mean(2), x.mean(2), atol=1e-5)  # band means kept
     ratio = (y - y.mean(2, keepdim=True)).std(2) / (x - x.mean(2, keepdim=True)).std(2)
     assert ratio.min() >= 2 ** -0.5 - 1e-4 and ratio.max() <= 2 ** 0.5 + 1e-4 and ratio.std() > 0.01
+
+
+def test_no_fma_and_no_data_dir_falls_back_to_the_demo_set(tmp_path, monkeypatch):
+    import demo_data
+    import main
+    from config import RunConfig
+    calls = []
+    monkeypatch.setattr(demo_data, "main", lambda argv: calls.append(argv))
+    base = tmp_path / "data"
+    run = main.demo_if_no_fma(RunConfig(data_dir=str(base)), given=set())
+    assert run.data_dir == str(base / "demo") and calls == [["--out", str(base / "demo")]]
+    explicit = RunConfig(data_dir=str(base))  # --data-dir given: an error later, never a silent switch
+    assert main.demo_if_no_fma(explicit, given={"data_dir"}) is explicit
+    (base / "fma_metadata").mkdir(parents=True)
+    (base / "fma_metadata" / "tracks.csv").write_text("")
+    assert main.demo_if_no_fma(RunConfig(data_dir=str(base)), given=set()).data_dir == str(base)
+    assert len(calls) == 1
