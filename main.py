@@ -346,6 +346,7 @@ def evaluate_only(run: RunConfig, given: set) -> int:
         return 2
     audio = AudioConfig(**state["audio"])
     device = pick_device(run.device)
+    run = demo_if_no_fma(run, given)
     cache = prepare(run, audio)
     classes, splits, _ = make_targets(state.get("target", "top"), run, cache, state)
     model = build_model(ModelConfig(**state["model_config"])).to(device)
@@ -513,10 +514,10 @@ def main(argv=None) -> int:
         print(f"error: unknown model {run.model!r}: choose from {', '.join(MODELS)}", file=sys.stderr)
         return 2
     try:
-        if not run.resume:
-            run = demo_if_no_fma(run, given)
         if run.evaluate_only:
             return evaluate_only(run, given)
+        if not run.resume:
+            run = demo_if_no_fma(run, given)
         if run.prepare_only:
             prepare(run, audio)
             return 0

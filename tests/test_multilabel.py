@@ -228,8 +228,9 @@ def test_prediction_prints_hierarchy_paths(run_all, capsys):
 
 def test_results_table_reports_auc_for_all_runs(run_all, capsys):
     import results_table
-    results_table.main([str(run_all)])
+    run_dir = run_all[0]
+    results_table.main([str(run_dir)])
     lines = capsys.readouterr().out.splitlines()
     assert "test macro ROC-AUC" in lines[0] and "accuracy" not in lines[0]
-    test = json.loads((run_all / "results.json").read_text())["test"]
+    test = json.loads((run_dir / "results.json").read_text())["test"]
     assert f"| {test['macro_roc_auc']:.3f} | {test['macro_ap']:.3f} |" in lines[2]
