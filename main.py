@@ -259,20 +259,35 @@ def public(metrics: dict) -> dict:
 
 def test_report(model, state: dict, cache, classes, splits, run: RunConfig, device, out: Path) -> dict:
     """Evaluate on the test split; write test_files.txt and confusion_matrix.png (top) or
-    per_genre_auc.csv and auc_vs_train_count.png (all) into `out`; return what results.json gets."""
-    if state.get("target", "top") == "all":
-        return _test_report_all(model, state, cache, classes, splits, run, device, out)
-    mean, std = state["mean"].numpy(), state["std"].numpy()
+    per_genre_auc.csv and auc_vs_train_count.png (all, at the threshold tuned on validation) into
+    `out`; return what results.json gets."""
+    multilabel = state.get("target", "top") == "all"
     rows, targets = splits["test"]
-    results = _report_head(model, state, cache, classes, rows, run, out)
+    audio_dir = find_audio_dir(run.data_dir, run.subset)
+    (out / "test_files.txt").write_text("".join(
+        f"{audio_path(audio_dir, tid)}\n" for tid in cache.index["track_id"].to_numpy()[rows]))
+    results = {"model": state["model_config"]["name"], "parameters": count_parameters(model),
+               "best_epoch": state["epoch"], "classes": classes, "test_tracks": int(len(rows)),
+               "machine": machine()}
+    if multilabel:
+        results.update(target="all", genres={k: state["genres"][k] for k in ("ids", "titles", "parents", "paths")})
     if len(rows) == 0:
         print("no test tracks in this data: test report skipped")
         results["test"] = None
+        return results
+    loader = make_loader(cache, rows, targets, state["mean"].numpy(), state["std"].numpy(), run, device,
+                         state["crop_frames"], eval_crops=state["eval_crops"])
+    metrics = evaluate(model, loader, device, classes, run.amp, multilabel, threshold=state.get("threshold", 0.5))
+    results["test"] = public(metrics)
+    if multilabel:
+        results["_per_genre"] = _multilabel_outputs(metrics, state, results["model"], out)
+        print(f"test: macro ROC-AUC {metrics['macro_roc_auc']:.4f}  micro ROC-AUC {metrics['micro_roc_auc']:.4f}  "
+              f"macro PR-AUC (AP) {metrics['macro_ap']:.4f}  micro-F1 {metrics['micro_f1']:.4f} at threshold "
+              f"{metrics['threshold']:.2f}  ({len(rows)} tracks, {metrics['scored_genres']} of {len(classes)} genres "
+              f"scored, best epoch {state['epoch']})")
+        if metrics["dropped"]:
+            print(f"not scored (no positive or no negative test track): {', '.join(metrics['dropped'])}")
     else:
-        loader = make_loader(cache, rows, targets, mean, std, run, device, state["crop_frames"],
-                             eval_crops=state["eval_crops"])
-        metrics = evaluate(model, loader, device, classes, run.amp)
-        results["test"] = public(metrics)
         plot_confusion(metrics["confusion_matrix"], classes, out / "confusion_matrix.png",
                        f"{results['model']} test: acc {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
         results["_y"] = (metrics["y_true"], metrics["probs"].argmax(1))
@@ -281,46 +296,17 @@ def test_report(model, state: dict, cache, classes, splits, run: RunConfig, devi
     return results
 
 
-def _report_head(model, state: dict, cache, classes, rows, run: RunConfig, out: Path) -> dict:
-    """Write test_files.txt; the fields of results.json that do not depend on the target."""
-    audio_dir = find_audio_dir(run.data_dir, run.subset)
-    (out / "test_files.txt").write_text("".join(
-        f"{audio_path(audio_dir, tid)}\n" for tid in cache.index["track_id"].to_numpy()[rows]))
-    return {"model": state["model_config"]["name"], "parameters": count_parameters(model),
-            "best_epoch": state["epoch"], "classes": classes, "test_tracks": int(len(rows)),
-            "machine": machine()}
-
-
-def _test_report_all(model, state: dict, cache, classes, splits, run: RunConfig, device, out: Path) -> dict:
-    """test_report for multi-label checkpoints, at the threshold tuned on validation."""
-    rows, targets = splits["test"]
-    results = _report_head(model, state, cache, classes, rows, run, out)
-    vocab = state["genres"]
-    results.update(target="all", genres={k: vocab[k] for k in ("ids", "titles", "parents", "paths")})
-    if len(rows) == 0:
-        print("no test tracks in this data: test report skipped")
-        results["test"] = None
-        return results
-    loader = make_loader(cache, rows, targets, state["mean"].numpy(), state["std"].numpy(), run, device,
-                         state["crop_frames"], eval_crops=state["eval_crops"])
-    metrics = evaluate(model, loader, device, classes, run.amp, multilabel=True, threshold=state.get("threshold", 0.5))
-    results["test"] = public(metrics)
-    table = per_genre_rows(vocab, metrics["per_genre"])
+def _multilabel_outputs(metrics: dict, state: dict, model_name: str, out: Path) -> list[dict]:
+    """per_genre_auc.csv and auc_vs_train_count.png of a multi-label test report; returns the table."""
+    table = per_genre_rows(state["genres"], metrics["per_genre"])
     with open(out / "per_genre_auc.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
     plot_auc_vs_count(table, out / "auc_vs_train_count.png",
-                      f"{results['model']} test: macro ROC-AUC {metrics['macro_roc_auc']:.3f} over "
+                      f"{model_name} test: macro ROC-AUC {metrics['macro_roc_auc']:.3f} over "
                       f"{metrics['scored_genres']} genres")
-    results["_per_genre"] = table
-    print(f"test: macro ROC-AUC {metrics['macro_roc_auc']:.4f}  micro ROC-AUC {metrics['micro_roc_auc']:.4f}  "
-          f"macro PR-AUC (AP) {metrics['macro_ap']:.4f}  micro-F1 {metrics['micro_f1']:.4f} at threshold "
-          f"{metrics['threshold']:.2f}  ({len(rows)} tracks, {metrics['scored_genres']} of {len(classes)} genres "
-          f"scored, best epoch {state['epoch']})")
-    if metrics["dropped"]:
-        print(f"not scored (no positive or no negative test track): {', '.join(metrics['dropped'])}")
-    return results
+    return table
 
 
 def write_results(results: dict, out: Path) -> None:
@@ -460,14 +446,11 @@ def train(run: RunConfig, audio: AudioConfig, given: set) -> int:
         best = max(best, metric)
         if multilabel:
             threshold = va["threshold"] if va else 0.5  # saved with the epoch's weights, applied to test
-            row = {"epoch": epoch, "train_loss": tr["loss"],
-                   **{f"val_{k}": va[k] if va else float("nan") for k in ("loss",) + MULTILABEL_EPOCH},
-                   "lr": optimizer.param_groups[0]["lr"], "seconds": tr["seconds"], "clips_per_s": tr["clips_per_s"]}
-        else:
-            row = {"epoch": epoch, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"],
-                   "val_loss": va["loss"] if va else float("nan"), "val_accuracy": va["accuracy"] if va else float("nan"),
-                   "val_macro_f1": va["macro_f1"] if va else float("nan"), "lr": optimizer.param_groups[0]["lr"],
-                   "seconds": tr["seconds"], "clips_per_s": tr["clips_per_s"]}
+        measured = {"train_accuracy": tr["accuracy"]} if not multilabel else {}  # no accuracy for multi-hot targets
+        measured.update({f"val_{k}": va[k] if va else float("nan")
+                         for k in ("loss",) + (MULTILABEL_EPOCH if multilabel else ("accuracy", "macro_f1"))})
+        row = {"epoch": epoch, "train_loss": tr["loss"], **measured, "lr": optimizer.param_groups[0]["lr"],
+               "seconds": tr["seconds"], "clips_per_s": tr["clips_per_s"]}
         history.append(row)
         logger.epoch(step, row, history)
         save_checkpoint(out / "last.pt", state_at(epoch))
