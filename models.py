@@ -144,6 +144,34 @@ class SpectrogramModel(nn.Module):
                              f"got {tuple(x.shape)}")
         return x
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, n_mels, T) -> (B, D): the pooled backbone output, what `head` classifies."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(self.check_input(x)))  # (B, M, T) -> (B, D) -> (B, n_classes)
+
+    # -- transfer learning: the backbone is every submodule but `head`
+    def is_head(self, key: str) -> bool:
+        """Whether a state_dict key belongs to the head (replaced when n_classes changes)."""
+        return key.split(".", 1)[0] == "head"
+
+    def freeze_backbone(self) -> None:
+        """Train the head only: backbone parameters get no gradient and its BatchNorm layers stay in
+        eval mode (running statistics unchanged), so every backbone tensor keeps its value."""
+        for key, p in self.named_parameters():
+            p.requires_grad_(self.is_head(key))
+        self.frozen_backbone = True
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if getattr(self, "frozen_backbone", False):
+            for name, child in self.named_children():
+                if name != "head":
+                    child.eval()
+        return self
+
 
 def global_pool(x: torch.Tensor, how: str, dims) -> torch.Tensor:
     """Pool `x` over `dims`: 'avg', 'max', or 'avgmax' (both, concatenated on the channel dim 1)."""
@@ -206,11 +234,9 @@ class CNN1D(SpectrogramModel):
         self.features = nn.Sequential(*stages)
         self.head = nn.Linear(width * (2 if pool == "avgmax" else 1), n_classes)
 
-    def forward(self, x):
-        x = self.check_input(x)              # (B, M, T)
+    def embed(self, x):
         x = self.features(x)                 # (B, M, T) -> (B, C, T')
-        x = global_pool(x, self.pool, -1)    # (B, C, T') -> (B, C) or (B, 2C)
-        return self.head(x)                  # (B, n_classes)
+        return global_pool(x, self.pool, -1)  # (B, C, T') -> (B, C) or (B, 2C)
 
 
 class CNN2D(SpectrogramModel):
@@ -243,15 +269,12 @@ class CNN2D(SpectrogramModel):
             nn.Linear(hidden, h2), nn.BatchNorm1d(h2), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(h2, n_classes))
 
-    def forward(self, x):
-        x = self.check_input(x)
+    def embed(self, x):
         x = x.unsqueeze(1)                               # (B, M, T) -> (B, 1, M, T)
         x = self.features(x)                             # (B, 1, M, T) -> (B, C, F', T')
         if self.grid is not None:
-            x = self.grid(x).flatten(1)                  # (B, C, F', T') -> (B, C*8*8)
-        else:
-            x = global_pool(x, self.pool, (-2, -1))      # (B, C, F', T') -> (B, C) or (B, 2C)
-        return self.head(x)                              # (B, n_classes)
+            return self.grid(x).flatten(1)               # (B, C, F', T') -> (B, C*8*8)
+        return global_pool(x, self.pool, (-2, -1))       # (B, C, F', T') -> (B, C) or (B, 2C)
 
 
 class CRNN(SpectrogramModel):
@@ -280,8 +303,7 @@ class CRNN(SpectrogramModel):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, n_classes)
 
-    def forward(self, x):
-        x = self.check_input(x)
+    def embed(self, x):
         x = x.unsqueeze(1)                # (B, M, T) -> (B, 1, M, T)
         x = self.features(x)              # (B, 1, M, T) -> (B, C, F', T/8), F' = 1 for M = 128
         x = x.amax(dim=2)                 # (B, C, F', T') -> (B, C, T')  (a squeeze when F' = 1)
@@ -291,7 +313,7 @@ class CRNN(SpectrogramModel):
             out = out[:, -1]              # (B, T', H) -> (B, H)
         else:
             out = out.mean(dim=1)         # (B, T', H) -> (B, H)
-        return self.head(self.dropout(out))  # (B, n_classes)
+        return self.dropout(out)          # (B, H); the head is linear
 
 
 class ShortChunkRes(SpectrogramModel):
@@ -317,18 +339,119 @@ class ShortChunkRes(SpectrogramModel):
         self.head = nn.Sequential(nn.Linear(n_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
                                   nn.Dropout(dropout), nn.Linear(hidden, n_classes))
 
-    def forward(self, x):
-        x = self.check_input(x)
+    def embed(self, x):
         x = x.unsqueeze(1)                            # (B, M, T) -> (B, 1, M, T)
         x = self.features(x)                          # (B, 1, M, T) -> (B, C, M/128, T/128)
-        x = global_pool(x, self.pool, (-2, -1))       # (B, C, F', T') -> (B, C) or (B, 2C)
-        return self.head(x)                           # (B, n_classes)
+        return global_pool(x, self.pool, (-2, -1))    # (B, C, F', T') -> (B, C) or (B, 2C)
+
+
+class TimbralBlock(nn.Module):
+    """musicnn's "timbral" filter: a tall conv (time x a fraction of the mel bands) -> ReLU -> BN,
+    then max over frequency. The time axis is zero-padded so that T is kept ('same' in time)."""
+
+    def __init__(self, filters: int, time: int, freq: int):
+        super().__init__()
+        self.pad = (time - 1) // 2
+        self.conv = nn.Conv2d(1, filters, (time, freq))
+        self.bn = nn.BatchNorm2d(filters, eps=TF_BN_EPS, momentum=TF_BN_MOMENTUM)
+
+    def forward(self, x):  # (B, 1, T, M) -> (B, C, T)
+        x = F.pad(x, (0, 0, self.pad, self.pad))            # time only: (B, 1, T + 2p, M)
+        return self.bn(F.relu(self.conv(x))).amax(dim=3)   # (B, C, T, M') -> (B, C, T)
+
+
+class TemporalBlock(nn.Module):
+    """musicnn's "temporal" filter: a wide conv over time only (k x 1, TensorFlow's 'same' padding,
+    which puts the odd sample after) -> ReLU -> BN, then max over frequency."""
+
+    def __init__(self, filters: int, time: int):
+        super().__init__()
+        self.pads = ((time - 1) // 2, time - 1 - (time - 1) // 2)
+        self.conv = nn.Conv2d(1, filters, (time, 1))
+        self.bn = nn.BatchNorm2d(filters, eps=TF_BN_EPS, momentum=TF_BN_MOMENTUM)
+
+    def forward(self, x):  # (B, 1, T, M) -> (B, C, T)
+        x = F.pad(x, (0, 0) + self.pads)                    # (B, 1, T + k - 1, M)
+        return self.bn(F.relu(self.conv(x))).amax(dim=3)   # (B, C, T, M) -> (B, C, T)
+
+
+class ConvBN1d(nn.Module):
+    """Conv1d over time ('same', odd kernel) -> ReLU -> BN: one layer of musicnn's mid-end."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int = 7):
+        super().__init__()
+        self.conv = nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2)
+        self.bn = nn.BatchNorm1d(c_out, eps=TF_BN_EPS, momentum=TF_BN_MOMENTUM)
+
+    def forward(self, x):  # (B, C_in, T) -> (B, C_out, T)
+        return self.bn(F.relu(self.conv(x)))
+
+
+TF_BN_EPS, TF_BN_MOMENTUM = 1e-3, 0.01  # tf.compat.v1.layers.batch_normalization's defaults (momentum 0.99)
+MUSICNN_LN10 = 2.302585092994046        # ln(10)
+
+
+class Musicnn(SpectrogramModel):
+    """musicnn (Pons & Serra 2019, "musicnn: pre-trained convolutional neural networks for music audio
+    tagging"), a port of the TensorFlow model of the `musicnn` package (MTG, UPF; ISC licence), whose
+    MSD and MTT weights `convert_musicnn.py` turns into pretrained/musicnn_{msd,mtt}.pt.
+
+    Input: the project's log-mel dB at musicnn's own audio parameters (`audio`: 16 kHz, n_fft 512,
+    hop 256, 96 mels), unstandardised (`standardize = False`: checkpoints carry an identity
+    normalisation). The model converts dB to its own compression log10(10000 * mel_power + 1) first,
+    so there is still one feature function.
+
+    input BatchNorm -> front-end: 2 timbral filters (7 x 0.4 M and 7 x 0.7 M, 204 each) and 3 temporal
+    filters (128, 64, 32 frames x 1, 51 each), each max-pooled over frequency, concatenated (561) ->
+    mid-end: 3 conv1d layers (k 7, `width` 64; the 2nd and 3rd residual), densely connected with the
+    front-end (561 + 3 * 64 = 753) -> max and mean over time (1506) -> BN -> dropout -> dense `hidden`
+    (200) -> ReLU -> BN -> dropout = the embedding -> `head`, Linear(hidden -> n_classes).
+    Any number of frames works (musicnn was trained on 187-frame, 3 s patches); min_mels 3.
+    """
+
+    name, min_frames, min_mels = "musicnn", 1, 3
+    audio = {"sample_rate": 16000, "n_fft": 512, "hop_length": 256, "n_mels": 96}  # its audio parameters
+    standardize = False        # takes log-mel dB as it is (the compression below is its normalisation)
+    frontend_filters = 1.6     # musicnn's num_filt: 1.6 * 128 timbral, 1.6 * 32 temporal filters
+
+    def __init__(self, n_classes: int = 50, n_mels: int = 96, width: int = 64, dropout: float = 0.5,
+                 hidden: int = 200):
+        super().__init__(n_classes, n_mels)
+        timbral, temporal = int(self.frontend_filters * 128), int(self.frontend_filters * 32)
+        self.input_bn = nn.BatchNorm2d(1, eps=TF_BN_EPS, momentum=TF_BN_MOMENTUM)
+        self.timbral = nn.ModuleList([TimbralBlock(timbral, 7, int(f * n_mels)) for f in (0.4, 0.7)])
+        self.temporal = nn.ModuleList([TemporalBlock(temporal, k) for k in (128, 64, 32)])
+        front = 2 * timbral + 3 * temporal
+        self.midend = nn.ModuleList([ConvBN1d(front, width), ConvBN1d(width, width), ConvBN1d(width, width)])
+        pooled = 2 * (front + 3 * width)
+        self.backend = nn.Sequential(
+            nn.BatchNorm1d(pooled, eps=TF_BN_EPS, momentum=TF_BN_MOMENTUM), nn.Dropout(dropout),
+            nn.Linear(pooled, hidden), nn.ReLU(),
+            nn.BatchNorm1d(hidden, eps=TF_BN_EPS, momentum=TF_BN_MOMENTUM), nn.Dropout(dropout))
+        self.head = nn.Linear(hidden, n_classes)
+
+    @staticmethod
+    def compress(db: torch.Tensor) -> torch.Tensor:
+        """log-mel dB (10 log10 power) -> musicnn's log10(10000 * power + 1), computed as
+        softplus(ln(10) * (dB / 10 + 4)) / ln(10): the same value, stable in any precision."""
+        return F.softplus(MUSICNN_LN10 * (db.float() / 10 + 4)) / MUSICNN_LN10
+
+    def embed(self, x):
+        x = self.compress(x).transpose(1, 2).unsqueeze(1)          # (B, M, T) -> (B, 1, T, M)
+        x = self.input_bn(x)
+        front = torch.cat([blk(x) for blk in (*self.timbral, *self.temporal)], dim=1)  # (B, 561, T)
+        mid1 = self.midend[0](front)                               # (B, 64, T)
+        mid2 = self.midend[1](mid1) + mid1                         # residual
+        mid3 = self.midend[2](mid2) + mid2
+        feats = torch.cat([front, mid1, mid2, mid3], dim=1)        # (B, 753, T)
+        pooled = torch.stack([feats.amax(dim=2), feats.mean(dim=2)], dim=2)  # (B, 753, 2): max, mean
+        return self.backend(pooled.flatten(1))                    # (B, 1506) -> (B, hidden)
 
 
 # ---------------------------------------------------------------------------------------- registry
 
 MODELS: dict[str, type[SpectrogramModel]] = {
-    cls.name: cls for cls in (CNN1D, CNN2D, CRNN, ShortChunkRes)
+    cls.name: cls for cls in (CNN1D, CNN2D, CRNN, ShortChunkRes, Musicnn)
 }
 
 
