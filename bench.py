@@ -22,7 +22,8 @@ Everything is measured in this one run, on synthetic demo MP3s that the script g
   persistent loader workers and torch.compile there, each switchable).
 - Inference: milliseconds per 30 s song, one song at a time after the model is loaded (decode +
   features + model, pre_trained_models.Predictor), and songs/s over the demo folder with
-  parallel decoding.
+  parallel decoding; for every model (random weights) and for the shipped checkpoints
+  (`--checkpoints`, pretrained/musicnn_msd.pt by default).
 - Memory: peak RSS of the cache build, and of training steps over a cache of fma_large's size
   (106,574 clips x 128 x 1,292 float16 = 35 GB): a sparse features.npy in --tmp-dir (untouched pages
   use no disk; deleted afterwards) read through the same FeatureCache/ClipDataset/DataLoader path.
@@ -240,19 +241,27 @@ def train_window(cache_dir: str, spec: TrainSpec, rows_needed: int | None = FMA_
 
 # ---------------------------------------------------------------------------------------- inference
 
-def inference(model_name: str, files: list[Path], device: str, workers: int, latency_songs: int) -> dict:
-    """ms per song (one at a time, model already loaded) and songs/s over all files (parallel decoding)."""
+def inference(model: str, files: list[Path], device: str, workers: int, latency_songs: int) -> dict:
+    """ms per song (one at a time, model already loaded) and songs/s over all files (parallel decoding).
+
+    `model` is a model name (random weights in the repository's default checkpoint shape: 22,050 Hz,
+    128 mels, 8 crops of 3 s per clip) or the path of a checkpoint (e.g. the shipped
+    pretrained/musicnn_msd.pt, with its own audio parameters and windows)."""
     import torch
     from config import AudioConfig
     from models import ModelConfig, build_model
+    from models_utils import load_checkpoint
     from pre_trained_models import Predictor, Song, decode_all
     from dataclasses import asdict
-    audio = AudioConfig()
-    model = build_model(ModelConfig(name=model_name, n_classes=8))
-    state = {"model": model.state_dict(), "model_config": asdict(model.config), "audio": asdict(audio),
-             "classes": [f"genre{i}" for i in range(8)], "mean": torch.full((audio.n_mels,), -40.0),
-             "std": torch.full((audio.n_mels,), 20.0), "crop_frames": audio.frames_for(3.0), "eval_crops": 8}
-    predictor = Predictor(state, torch.device(device))  # the repository's defaults: 8 crops of 3 s per clip
+    if model.endswith(".pt"):
+        state = load_checkpoint(ROOT / model)
+    else:
+        audio = AudioConfig()
+        net = build_model(ModelConfig(name=model, n_classes=8))
+        state = {"model": net.state_dict(), "model_config": asdict(net.config), "audio": asdict(audio),
+                 "classes": [f"genre{i}" for i in range(8)], "mean": torch.full((audio.n_mels,), -40.0),
+                 "std": torch.full((audio.n_mels,), 20.0), "crop_frames": audio.frames_for(3.0), "eval_crops": 8}
+    predictor = Predictor(state, torch.device(device))
 
     def one(path) -> float:
         start = time.perf_counter()
@@ -339,7 +348,8 @@ def report(args, results: dict) -> str:
         lines.append(f"| {t['model']} | {t['device']} | {inp} | {fmt(t['clips_per_s'])} | "
                      f"{fmt(FMA_SMALL_EPOCH / t['clips_per_s'], 0)} s | {fmt(t['load_clips_per_s'], 0)} | "
                      f"{100 * t['clips_per_s'] / t['load_clips_per_s']:.0f}% |")
-    lines += ["", f"### Inference (default checkpoint shape: 8 crops of 3 s per 30 s clip; "
+    lines += ["", f"### Inference (model names: the default checkpoint shape, 8 crops of 3 s per 30 s clip at "
+                  f"22,050 Hz; .pt rows: the shipped checkpoint, e.g. musicnn's 10 patches of 3 s at 16 kHz; "
                   f"{len(r['files'])} demo songs)", "",
               "| model | device | ms per 30 s song (decode + features + model, one at a time) | "
               f"songs/s over the folder ({args.workers} decoding threads) |", "|---|---|---:|---:|"]
@@ -411,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="decoding threads for the cache build, the decode floor and inference")
     p.add_argument("--models", default="cnn1d,cnn2d,crnn,shortchunk_res", help="comma-separated models to train and run")
+    p.add_argument("--checkpoints", default="pretrained/musicnn_msd.pt",
+                   help="comma-separated shipped checkpoints whose inference is timed too (their own audio "
+                        "parameters and windows)")
     p.add_argument("--batch-size", type=int, default=32, help="training batch, in clips (main.py's default)")
     p.add_argument("--warmup-steps", type=int, default=1, help="untimed training steps before the window (+1 sizing step)")
     p.add_argument("--window-seconds", type=float, default=None,
@@ -501,7 +514,7 @@ def run(args, command: str) -> dict:
                                  for m in models for s in train_specs(args, "cuda", m)]
         results["infer"] = []
         for dev in devices:
-            for model in models:
+            for model in models + [c for c in args.checkpoints.split(",") if c]:
                 say(f"inference: {model} on {dev}")
                 results["infer"].append({"model": model, "device": dev, **in_fresh_process(
                     inference, model, files, dev, args.workers, args.latency_songs)})

@@ -4,6 +4,8 @@
     python pre_trained_models.py --checkpoint runs/NAME song.ogg --top-k 5 --format json --output out.json
     python pre_trained_models.py --checkpoint runs/NAME long_mix.flac --segments --plot mix.png
     python pre_trained_models.py --checkpoint runs/NAME --fma-dir data --subset medium --split test
+    python pre_trained_models.py --checkpoint pretrained/musicnn_msd.pt songs/ --embeddings songs.npz
+    python pre_trained_models.py --checkpoint pretrained/musicnn_msd.pt --fma-dir data --subset small
 
 INPUT is an audio file, a directory (searched recursively for audio files; hidden files skipped), or
 `@LIST` (a text file with one path per line; blank lines and lines starting with # are ignored;
@@ -29,6 +31,19 @@ How a song becomes probabilities (the evaluation's windows, utils.eval_windows, 
   `--target top` checkpoint; one sigmoid per genre for a `--target all` (multi-label) checkpoint, whose
   genres are printed with their FMA hierarchy path (`Rock > Punk 0.83`), taken from the checkpoint.
   `--segments` prints each window's; `--plot` draws them under the log-mel spectrogram.
+- A checkpoint with `window_hop` (the musicnn taggers of convert_musicnn.py) places its windows as
+  musicnn places its patches instead, whatever the song's length: the log-mel of the whole song
+  (float16, no middle-30 s clip), `crop_frames`-long windows starting at 0, window_hop, 2 window_hop,
+  ... while they fit in the real audio (utils.patch_starts: musicnn's `range(0, T - n + 1, hop)`), at
+  least one (padded with silence when the song is shorter than a window).
+- A multi-label checkpoint without FMA genres is a tagger (pretrained/musicnn_msd.pt: 50 Last.fm tags):
+  its labels are its class names, one sigmoid each.
+
+`--embeddings FILE.npz` also writes one vector per predicted song: the mean over its windows of
+`model.embed(window)` (the pooled backbone output that the model's head classifies; the logits come
+from the head in the same pass), for any checkpoint. np.savez arrays: `embeddings` float32 (N, D),
+`files` (N,) the input paths, `model` the checkpoint path, and with `--fma-dir` also `track_ids` and
+`labels` (genre_top). Failed files are not in it (they still get their error line and exit status 1).
 
 Files are decoded in parallel threads (libsndfile, soxr and NumPy release the GIL; threads beat
 processes here, which would each pay torch's import) while the main thread runs the model on batches
@@ -46,6 +61,15 @@ prints the counts, accuracy, macro-F1 and a per-genre table (JSON with `--format
 multi-label checkpoint: every track with a genre, scored on all its genres with macro/micro ROC-AUC,
 macro AP and F1 at the checkpoint's validation threshold);
 `--output FILE` also writes the per-track predictions (with `track_id` and `label`).
+
+A tagger with `tag_genres` (FMA top genre -> its tags, e.g. pretrained/musicnn_msd.pt) scores FMA
+**zero-shot**: it never heard FMA, so no training subset is left out. The tracks of `--subset` (and
+`--split`) whose genre_top is one of the mapped genres are scored (the others are left out and
+counted); a genre's score is the highest probability among its tags and the predicted genre the
+best-scoring mapped genre. The report gives the counts, accuracy, macro-F1 over the mapped genres
+that have tracks in the selection,
+the per-genre table and the FMA top genres that have no tag; `--output` rows add `predicted_genre`
+(and, in JSON, every mapped genre's score).
 """
 from __future__ import annotations
 
@@ -54,6 +78,7 @@ import collections
 import concurrent.futures as cf
 import contextlib
 import csv
+import functools
 import json
 import math
 import os
@@ -71,7 +96,7 @@ from models_utils import (CheckpointError, classification_metrics, load_checkpoi
                           output_probs, pick_device)
 from utils import (AMIN, SOUNDFILE_EXTENSIONS, SUBSETS, AudioError, DataError, audio_path, clip_from_wave,
                    crop_starts, find_audio_dir, load_audio, load_metadata, log_mel, multi_hot,
-                   quiet_native_stderr, select_subset, standardize)
+                   patch_starts, quiet_native_stderr, select_subset, standardize)
 
 # Extensions searched for in directories (an explicitly named file is tried whatever its extension).
 # Those libsndfile does not read need ffmpeg (through audioread); without it they get a clear error.
@@ -97,6 +122,8 @@ class Song:
     starts: Optional[np.ndarray] = None         # start frame of each window
     window_probs: Optional[np.ndarray] = None   # (n_windows, n_classes)
     probs: Optional[np.ndarray] = None          # (n_classes,) mean over windows
+    window_embeddings: Optional[np.ndarray] = None  # (n_windows, D) model.embed per window, --embeddings only
+    embedding: Optional[np.ndarray] = None      # (D,) mean over windows, --embeddings only
     done: int = 0                               # windows predicted so far
 
     @property
@@ -117,18 +144,48 @@ class Predictor:
             self.std = state["std"].float().numpy()
             self.crop_frames = state.get("crop_frames")
             self.eval_crops = int(state.get("eval_crops") or 0)
+            self.window_hop = int(state.get("window_hop") or 0)  # > 0: patches every window_hop frames
             self.multilabel = state.get("target", "top") == "all"
-            self.genres = state.get("genres") if self.multilabel else None
-            # what the outputs call each class: the hierarchy path of a multi-label genre ('Rock > Punk')
-            self.labels = [str(p) for p in self.genres["paths"]] if self.multilabel else self.classes
+            self.genres = state.get("genres") if self.multilabel else None  # absent for a tagger
+            # what the outputs call each class: the hierarchy path of a multi-label genre ('Rock > Punk'),
+            # else the class name (an FMA genre, or a tag)
+            self.labels = [str(p) for p in self.genres["paths"]] if self.genres else self.classes
             self.threshold = float(state.get("threshold", 0.5))
+            # a tagger's FMA top genre -> its tags (zero-shot scoring); {} for models trained on FMA
+            self.tag_genres = {str(g): [str(t) for t in tags] for g, tags in (state.get("tag_genres") or {}).items()}
+            self.tagger = self.multilabel and not self.genres  # its classes are tags, not FMA genres
         except (TypeError, ValueError, KeyError, RuntimeError, AttributeError) as e:
             raise CheckpointError(f"checkpoint does not describe a usable model ({type(e).__name__}: {e})") from None
         if len(self.classes) != self.model.n_classes or len(self.labels) != len(self.classes) or self.mean.shape != (self.audio.n_mels,):
             raise CheckpointError("checkpoint is inconsistent: classes, model outputs and normalisation disagree")
+        unknown = sorted({t for tags in self.tag_genres.values() for t in tags} - set(self.classes))
+        if unknown:
+            raise CheckpointError(f"checkpoint is inconsistent: tag_genres names tags that are not classes "
+                                  f"({', '.join(unknown)})")
+        if self.window_hop < 0:
+            raise CheckpointError(f"checkpoint is inconsistent: window_hop {self.window_hop} < 0")
+        # (n_mapped_genres, n_classes): True where a class is one of the mapped genre's tags
+        self.tag_mask = np.array([[c in tags for c in self.classes] for tags in self.tag_genres.values()], dtype=bool)
         self.model.to(device).eval()
         self.device, self.batch_windows = device, max(1, batch_windows)
         self.run_config = state.get("run_config") or {}
+
+    @property
+    def zero_shot(self) -> bool:
+        """A tagger whose tags map to FMA top genres: it scores FMA tracks zero-shot (it never heard FMA)."""
+        return bool(self.tag_genres)
+
+    def genre_scores(self, probs: np.ndarray) -> np.ndarray:
+        """Tag probabilities (..., n_classes) -> (..., n_mapped_genres): each mapped FMA genre's score is
+        the highest probability among its tags (in tag_genres' order)."""
+        return np.where(self.tag_mask, probs[..., None, :], -np.inf).max(-1)  # (..., G, C) -> (..., G)
+
+    @functools.cached_property
+    def embedding_dim(self) -> int:
+        """D of model.embed (one silent window through the backbone)."""
+        x = torch.full((1, self.audio.n_mels, self.window_frames), 10 * math.log10(AMIN), device=self.device)
+        with torch.inference_mode():
+            return int(self.model.embed(self.model.check_input(x)).shape[1])
 
     @property
     def window_frames(self) -> int:
@@ -141,9 +198,13 @@ class Predictor:
         return max(self.eval_crops, 1) if self.crop_frames else 1
 
     def window_starts(self, n_frames: int, valid_frames: int, segments: int) -> np.ndarray:
-        """Start frames of a song's windows: `segments * windows_per_clip` evenly spaced windows inside
-        its first `valid_frames` frames (the real audio) -- utils.eval_windows' rule -- or, for a
-        whole-clip model, `segments` windows of the clip length over all `n_frames`."""
+        """Start frames of a song's windows: with window_hop, patches from the start every window_hop
+        frames while they fit in the `valid_frames` of real audio (utils.patch_starts, musicnn's rule);
+        else `segments * windows_per_clip` evenly spaced windows inside the real audio --
+        utils.eval_windows' rule -- or, for a whole-clip model, `segments` windows of the clip length
+        over all `n_frames`."""
+        if self.window_hop:
+            return patch_starts(valid_frames, self.window_frames, self.window_hop)
         if not self.crop_frames:
             return crop_starts(n_frames, self.window_frames, segments)
         return crop_starts(max(valid_frames, self.window_frames), self.window_frames,
@@ -157,13 +218,13 @@ class Predictor:
             wave = load_audio(song.path, a.sample_rate, a.min_seconds)
             clip = int(round(a.clip_seconds * a.sample_rate))
             song.duration = len(wave) / a.sample_rate
-            if len(wave) <= clip + CLIP_SLACK_SECONDS * a.sample_rate:
-                song.features, valid = clip_from_wave(wave, a)  # exactly the feature cache's clip
-                segments = 1
-            else:
-                song.features = log_mel(wave, a).astype(np.float16)
+            if self.window_hop or len(wave) > clip + CLIP_SLACK_SECONDS * a.sample_rate:
+                song.features = log_mel(wave, a).astype(np.float16)  # the whole song
                 valid = song.features.shape[1]
                 segments = math.ceil(len(wave) / clip)
+            else:
+                song.features, valid = clip_from_wave(wave, a)  # exactly the feature cache's clip
+                segments = 1
             del wave
             if song.features.shape[1] < self.window_frames:  # a crop longer than the audio: pad with silence
                 song.features = np.pad(song.features, ((0, 0), (0, self.window_frames - song.features.shape[1])),
@@ -187,17 +248,24 @@ class Predictor:
         for i, (song, w) in enumerate(batch):
             s = int(song.starts[w])
             x[i] = standardize(song.features[:, s:s + wf], self.mean, self.std)
-        probs = output_probs(self.model(torch.from_numpy(x).to(self.device)).float(), self.multilabel).cpu().numpy()
-        for (song, w), p in zip(batch, probs):
-            song.window_probs[w] = p
+        emb = self.model.embed(self.model.check_input(torch.from_numpy(x).to(self.device)))  # (B, D)
+        probs = output_probs(self.model.head(emb).float(), self.multilabel).cpu().numpy()   # (B, n_classes)
+        emb = emb.float().cpu().numpy()
+        for i, (song, w) in enumerate(batch):
+            song.window_probs[w] = probs[i]
+            if song.window_embeddings is not None:
+                song.window_embeddings[w] = emb[i]
             song.done += 1
 
-    def predict(self, songs: Iterable[Song], keep_features: bool = False) -> Iterator[Song]:
-        """Yield the songs, in order, with their probabilities; windows of several songs share a batch."""
+    def predict(self, songs: Iterable[Song], keep_features: bool = False, embeddings: bool = False) -> Iterator[Song]:
+        """Yield the songs, in order, with their probabilities (and, with `embeddings`, the mean of
+        model.embed over their windows); windows of several songs share a batch."""
         queue, pending = collections.deque(), collections.deque()
         for song in songs:
             if song.ok:
                 song.window_probs = np.zeros((len(song.starts), len(self.classes)), dtype=np.float32)
+                if embeddings:
+                    song.window_embeddings = np.zeros((len(song.starts), self.embedding_dim), dtype=np.float32)
                 queue.extend((song, w) for w in range(len(song.starts)))
             pending.append(song)
             while len(queue) >= self.batch_windows:
@@ -213,6 +281,8 @@ class Predictor:
             song = pending.popleft()
             if song.ok:
                 song.probs = torch.from_numpy(song.window_probs).mean(0).numpy()  # as test.predict_proba
+                if song.window_embeddings is not None:
+                    song.embedding, song.window_embeddings = song.window_embeddings.mean(0), None
                 if not keep_features:
                     song.features = None
             yield song
@@ -326,6 +396,9 @@ def record(song: Song, predictor: Predictor, k: int, segments: bool) -> dict:
     rec = {"path": song.path}
     if song.track_id is not None:
         rec.update(track_id=song.track_id, label=song.label)
+        if predictor.zero_shot:  # every mapped FMA genre's score, and the best one (first on ties, as argmax)
+            scores = dict(zip(predictor.tag_genres, map(float, predictor.genre_scores(song.probs)))) if song.ok else {}
+            rec.update(predicted_genre=max(scores, key=scores.get) if scores else None, genre_scores=scores)
     rec.update(status="ok" if song.ok else "error", error=song.error or "",
                duration_s=round(song.duration, 3) if song.ok else None,
                windows=len(song.starts) if song.ok else 0)
@@ -343,15 +416,22 @@ def record(song: Song, predictor: Predictor, k: int, segments: bool) -> dict:
     return rec
 
 
-def csv_header(k: int, fma: bool) -> list[str]:
-    cols = ["path"] + (["track_id", "label"] if fma else []) + ["status", "error", "duration_s", "windows"]
+def track_columns(predictor: Predictor, fma: bool) -> list[str]:
+    """The CSV columns of an FMA track after its path: track_id, label (+ predicted_genre, zero-shot)."""
+    if not fma:
+        return []
+    return ["track_id", "label"] + (["predicted_genre"] if predictor.zero_shot else [])
+
+
+def csv_header(k: int, track_cols: list[str]) -> list[str]:
+    cols = ["path"] + track_cols + ["status", "error", "duration_s", "windows"]
     for i in range(1, k + 1):
         cols += [f"genre_{i}", f"prob_{i}"]
     return cols
 
 
-def csv_row(rec: dict, k: int, fma: bool) -> list:
-    row = [rec["path"]] + ([rec["track_id"], rec["label"]] if fma else [])
+def csv_row(rec: dict, k: int, track_cols: list[str]) -> list:
+    row = [rec["path"]] + [rec[c] for c in track_cols]  # None (a failed track's predicted_genre) -> ""
     row += [rec["status"], rec["error"], "" if rec["duration_s"] is None else f"{rec['duration_s']:.3f}",
             rec["windows"]]
     for i in range(k):
@@ -365,7 +445,7 @@ def table_lines(songs: list[Song], predictor: Predictor, k: int, segments: bool)
     if not ok:
         return []
     width = min(max(len("file"), *(len(s.path) for s in ok)), 80)
-    lines = [f"{'file':<{width}}  {'duration':>9}  {'windows':>7}  top {k} genres"]
+    lines = [f"{'file':<{width}}  {'duration':>9}  {'windows':>7}  top {k} {'tags' if predictor.tagger else 'genres'}"]
     for s in ok:
         genres = "  ".join(f"{g} {p:.2f}" for g, p in top_k(s.probs, predictor.labels, k))
         lines.append(f"{s.path:<{width}}  {fmt_time(s.duration):>9}  {len(s.starts):>7}  {genres}")
@@ -383,13 +463,29 @@ def write_predictions(songs: list[Song], predictor: Predictor, fmt: str, k: int,
         json.dump([record(s, predictor, k, segments) for s in songs], out, indent=2)
         out.write("\n")
     elif fmt == "csv":
+        cols = track_columns(predictor, fma)
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(csv_header(k, fma))
+        writer.writerow(csv_header(k, cols))
         for s in songs:
-            writer.writerow(csv_row(record(s, predictor, k, False), k, fma))
+            writer.writerow(csv_row(record(s, predictor, k, False), k, cols))
     else:
         for line in table_lines(songs, predictor, k, segments):
             out.write(line + "\n")
+
+
+def write_embeddings(path: str, songs: list[Song], predictor: Predictor, checkpoint: str, fma: bool) -> None:
+    """--embeddings: np.savez of `embeddings` float32 (N, D), one per predicted song (the mean of
+    model.embed over its windows), `files` (N,) and `model` (the checkpoint); with --fma-dir also
+    `track_ids` and `labels` (genre_top). Failed songs are left out."""
+    ok = [s for s in songs if s.ok]
+    emb = np.stack([s.embedding for s in ok]) if ok else np.zeros((0, predictor.embedding_dim))  # (N, D)
+    arrays = {"embeddings": emb.astype(np.float32), "files": np.array([s.path for s in ok], dtype=str),
+              "model": np.array(str(checkpoint))}
+    if fma:
+        arrays.update(track_ids=np.array([s.track_id for s in ok], dtype=np.int64),
+                      labels=np.array([s.label for s in ok], dtype=str))
+    with _open_output(path, binary=True) as out:  # a file object: np.savez adds no ".npz" to the name
+        np.savez(out, **arrays)
 
 
 PLOT_MAX_GENRES = 24  # a multi-label model's plot shows the song's most probable genres, not all 163
@@ -456,13 +552,20 @@ class PlotNames:
 # ------------------------------------------------------------------------------------------ FMA scoring
 
 def fma_selection(args, predictor: Predictor, warn) -> tuple[list[Song], dict]:
-    """Songs for --fma-dir: tracks of --subset outside the training subset, of --split, known genres."""
-    tracks, _ = load_metadata(args.fma_dir)
+    """Songs for --fma-dir: tracks of --subset outside the training subset, of --split, known genres.
+    A zero-shot tagger (tag_genres) never heard FMA: no track is left out for training, and the known
+    genres are the FMA top genres its tags map to."""
+    if predictor.tagger and not predictor.zero_shot:
+        raise ValueError("the checkpoint's classes are tags with no FMA genre (neither genres nor tag_genres): "
+                         "it cannot score FMA tracks")
+    tracks, genres = load_metadata(args.fma_dir)
     trained_on = predictor.run_config.get("subset")
     order = list(SUBSETS) + ["full"]
     sel = select_subset(tracks, args.subset)
     excluded = None
-    if trained_on in SUBSETS and order.index(args.subset) > order.index(trained_on):
+    if predictor.zero_shot:
+        pass  # nothing to leave out, nothing to warn about: the report says "zero-shot"
+    elif trained_on in SUBSETS and order.index(args.subset) > order.index(trained_on):
         sel = sel[~(sel[("set", "subset")] <= trained_on).fillna(False).astype(bool)]
         excluded = trained_on
     elif trained_on in order:
@@ -473,7 +576,9 @@ def fma_selection(args, predictor: Predictor, warn) -> tuple[list[Song], dict]:
     if args.split != "all":
         sel = sel[(sel[("set", "split")] == args.split).fillna(False).astype(bool)]
     labels = sel[("track", "genre_top")].fillna("").astype(str)
-    if predictor.multilabel:  # every track with at least one of the model's genres
+    if predictor.zero_shot:  # top genres with a tag
+        genre_ids, known = None, labels.isin(predictor.tag_genres)
+    elif predictor.multilabel:  # every track with at least one of the model's genres
         vocab = set(predictor.genres["ids"])
         genre_ids = sel[("track", "genres_all")]
         known = genre_ids.map(lambda gs: any(g in vocab for g in gs)).astype(bool)
@@ -486,31 +591,53 @@ def fma_selection(args, predictor: Predictor, warn) -> tuple[list[Song], dict]:
     info = {"fma_dir": str(args.fma_dir), "subset": args.subset, "split": args.split,
             "training_subset": trained_on, "excluded_subset": excluded, "selected": int(len(sel)),
             "known_genre": int(known.sum()), "other_genre": int((~known).sum())}
+    if predictor.zero_shot:
+        top = genres.loc[genres["parent"] == 0, "title"].astype(str)
+        info.update(zero_shot=True, unmapped_genres=sorted(set(top) - set(predictor.tag_genres)))
     return songs, info
 
 
 def fma_report(songs: list[Song], predictor: Predictor, info: dict) -> dict:
-    classes = predictor.classes
+    """Metrics of the predicted tracks against their FMA genres: genre_top (single-label model), all
+    their genres (multi-label model), or, for a zero-shot tagger, genre_top among the mapped genres,
+    each track predicted as its best-scoring mapped genre."""
     ok = [s for s in songs if s.ok]
-    if predictor.multilabel:
+    counts = {"predicted": len(ok), "failed": len(songs) - len(ok)}
+    probs = np.stack([s.probs for s in ok]) if ok else np.zeros((0, len(predictor.classes)))  # (N, n_classes)
+    if predictor.multilabel and not predictor.zero_shot:
         y = multi_hot([s.genre_ids for s in ok], predictor.genres["ids"])
-        metrics = multilabel_metrics(y, np.stack([s.probs for s in ok]), predictor.labels, predictor.threshold) if ok else {}
-        return {**info, "predicted": len(ok), "failed": len(songs) - len(ok), "classes": classes,
-                "multilabel": True, **metrics}
+        metrics = multilabel_metrics(y, probs, predictor.labels, predictor.threshold) if ok else {}
+        return {**info, **counts, "classes": predictor.classes, "multilabel": True, **metrics}
+    if predictor.zero_shot:
+        classes, extra = list(predictor.tag_genres), {"tag_genres": predictor.tag_genres}
+        scores = predictor.genre_scores(probs)  # (N, n_classes) -> (N, n_mapped_genres)
+    else:
+        classes, extra, scores = predictor.classes, {}, probs
     lookup = {c: i for i, c in enumerate(classes)}
     y_true = np.array([lookup[s.label] for s in ok], dtype=np.int64)
-    y_pred = np.array([int(np.argmax(s.probs)) for s in ok], dtype=np.int64)
-    metrics = classification_metrics(y_true, y_pred, classes) if len(ok) else {}
-    return {**info, "predicted": len(ok), "failed": len(songs) - len(ok), "classes": classes, **metrics}
+    y_pred = scores.argmax(1)  # (N, n_genres) -> (N,)
+    metrics = classification_metrics(y_true, y_pred, classes) if ok else {}
+    if predictor.zero_shot and ok:  # macro-F1 over the genres the selection holds (a tagger's map names more)
+        from sklearn.metrics import f1_score
+        present = sorted(set(y_true.tolist()))
+        metrics["macro_f1"] = float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
+        extra["macro_f1_genres"] = [classes[i] for i in present]
+    return {**info, **counts, "classes": classes, **extra, **metrics}
 
 
 def report_lines(rep: dict) -> list[str]:
     where = f"fma_{rep['subset']}" + (f" outside fma_{rep['excluded_subset']} (the training subset)"
                                       if rep["excluded_subset"] else "")
     split = "all splits" if rep["split"] == "all" else f"split {rep['split']}"
-    lines = [f"{where}, {split}: {rep['selected']} tracks; {rep['known_genre']} with a genre the model knows, "
-             f"{rep['other_genre']} with another or no {'' if rep.get('multilabel') else 'top '}genre (left out)",
-             f"predicted {rep['predicted']}, failed {rep['failed']}"]
+    zero_shot = rep.get("zero_shot", False)
+    known = "a top genre its tags map to" if zero_shot else "a genre the model knows"
+    lines = [f"{where}, {split}: {rep['selected']} tracks; {rep['known_genre']} with {known}, "
+             f"{rep['other_genre']} with another or no {'' if rep.get('multilabel') else 'top '}genre (left out)"]
+    if zero_shot:
+        lines += ["zero-shot: a tagger that never heard FMA (no track left out for training); a genre's score is "
+                  "the highest probability of its tags",
+                  "FMA top genres with no tag (not scored): " + (", ".join(rep["unmapped_genres"]) or "none")]
+    lines.append(f"predicted {rep['predicted']}, failed {rep['failed']}")
     if not rep["predicted"]:
         return lines + ["no track predicted: nothing to score"]
     if rep.get("multilabel"):
@@ -521,8 +648,10 @@ def report_lines(rep: dict) -> list[str]:
         for c, m in rep["per_genre"].items():
             lines.append(f"{c[:40]:<40} {m['roc_auc']:>7.3f} {m['ap']:>6.3f} {m['positives']:>9d}")
         return lines
+    over = (f"the {len(rep['macro_f1_genres'])} mapped genres with tracks here" if zero_shot
+            else f"the model's {len(rep['classes'])} genres")
     lines += [f"accuracy {rep['accuracy']:.4f}  macro-F1 {rep['macro_f1']:.4f}  ({rep['predicted']} tracks; "
-              f"macro-F1 over the model's {len(rep['classes'])} genres)", "",
+              f"macro-F1 over {over})", "",
               f"{'genre':<20} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}"]
     for c, m in rep["per_class"].items():
         lines.append(f"{c:<20} {m['precision']:>9.3f} {m['recall']:>7.3f} {m['f1']:>6.3f} {m['support']:>8d}")
@@ -534,7 +663,8 @@ def report_lines(rep: dict) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pre_trained_models.py", allow_abbrev=False,
-        description="Predict the genres of audio files (or score FMA tracks) with a trained checkpoint.",
+        description="Predict the genres (or tags) of audio files, or score FMA tracks, with a trained or "
+                    "converted checkpoint.",
         epilog="Exit status: 0 all files predicted, 1 some failed (one 'error: PATH: reason' line each "
                "on stderr), 2 usage error (bad options, missing or invalid checkpoint, no input files).")
     p.add_argument("inputs", nargs="*", metavar="INPUT",
@@ -556,14 +686,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, metavar="FILE.png",
                    help="draw the log-mel spectrogram with each window's genre probabilities under it; "
                         "with several songs, one FILE-<song>.png each (default: no plot)")
+    p.add_argument("--embeddings", default=None, metavar="FILE.npz",
+                   help="also write each predicted song's embedding (the mean over its windows of the model's "
+                        "pooled backbone output, what its head classifies) with np.savez: embeddings float32 "
+                        "(N, D), files (N,), model (the checkpoint); with --fma-dir also track_ids, labels. "
+                        "Failed files are left out (default: none)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help=f"progress bar on stderr (default: on a terminal with {PROGRESS_MIN_FILES}+ files)")
     g = p.add_argument_group("scoring FMA tracks the model did not train on")
     g.add_argument("--fma-dir", default=None,
-                   help="FMA root (fma_metadata/, fma_<subset>/): score its tracks instead of INPUTs")
+                   help="FMA root (fma_metadata/, fma_<subset>/): score its tracks instead of INPUTs; a tagger "
+                        "with a tag -> genre map (tag_genres, e.g. pretrained/musicnn_msd.pt) scores the FMA "
+                        "top genres zero-shot")
     g.add_argument("--subset", choices=("small", "medium", "large", "full"), default="medium",
                    help="subset to score; tracks of the checkpoint's training subset are left out when it "
-                        "is smaller (default: medium)")
+                        "is smaller; none for a zero-shot tagger (default: medium)")
     g.add_argument("--split", choices=("training", "validation", "test", "all"), default="all",
                    help="only tracks of this official split (default: all)")
     return p
@@ -616,7 +753,8 @@ def _run(args) -> int:
     bar = tqdm(total=len(songs), unit="song", file=sys.stderr, disable=not show, dynamic_ncols=True)
     plot_name = PlotNames(Path(args.plot), len(songs)) if args.plot else None
     results = []
-    for song in predictor.predict(decode_all(predictor, songs, workers), keep_features=bool(args.plot)):
+    for song in predictor.predict(decode_all(predictor, songs, workers), keep_features=bool(args.plot),
+                                  embeddings=bool(args.embeddings)):
         if not song.ok:
             warn(f"error: {song.error}")
         elif plot_name:
@@ -628,6 +766,8 @@ def _run(args) -> int:
         bar.update(1)
     bar.close()
     failed = sum(not s.ok for s in results)
+    if args.embeddings:
+        write_embeddings(args.embeddings, results, predictor, args.checkpoint, fma)
 
     if fma:
         report = fma_report(results, predictor, info)
@@ -647,17 +787,18 @@ def _run(args) -> int:
             write_predictions(results, predictor, args.format, k, args.segments, sys.stdout)
             sys.stdout.flush()
     print(f"predicted {len(results) - failed} of {len(results)} files"
-          + (f"; {failed} failed" if failed else "") + (f"; wrote {args.output}" if args.output else ""),
+          + (f"; {failed} failed" if failed else "") + (f"; wrote {args.output}" if args.output else "")
+          + (f"; wrote {args.embeddings}" if args.embeddings else ""),
           file=sys.stderr)
     return 1 if failed else 0
 
 
 @contextlib.contextmanager
-def _open_output(path: str):
+def _open_output(path: str, binary: bool = False):
     p = Path(path)
     if p.parent != Path(""):
         p.parent.mkdir(parents=True, exist_ok=True)
-    with open(p, "w", newline="", encoding="utf-8") as f:
+    with (open(p, "wb") if binary else open(p, "w", newline="", encoding="utf-8")) as f:
         yield f
 
 

@@ -529,6 +529,13 @@ def crop_starts(n_frames: int, crop_frames: int, k: int) -> np.ndarray:
     return np.linspace(0, last, k).round().astype(int) if k > 1 else np.array([last // 2])
 
 
+def patch_starts(n_frames: int, crop_frames: int, hop: int) -> np.ndarray:
+    """Start frames of musicnn-style patches: `crop_frames`-long windows from the start every `hop`
+    frames, while they fit in `n_frames` (musicnn's `range(0, T - n + 1, hop)`); at least one (at 0,
+    to be padded) when the audio is shorter than a window."""
+    return np.arange(0, max(n_frames - crop_frames, 0) + 1, hop)
+
+
 def eval_windows(x: np.ndarray, valid_frames: int, crop_frames: int, k: int) -> np.ndarray:
     """(M, T) -> (k, M, crop_frames): k evenly spaced crops inside the first `valid_frames` (the real
     audio, not the padding), zero-padded (in dB) when the audio is shorter than one crop.

@@ -42,6 +42,8 @@ def test_pieces_and_report(small_tree, tmp_path):
     assert train["clips"] == 4 and train["clips_per_s"] > 0 and train["load_clips_per_s"] > 0
     infer = bench.inference("cnn1d", files[:2], "cpu", 2, latency_songs=1)
     assert infer["ms_per_song"] > 0 and infer["songs_per_s"] > 0
+    shipped = bench.inference("pretrained/musicnn_msd.pt", files[:2], "cpu", 2, latency_songs=1)
+    assert shipped["ms_per_song"] > 0 and shipped["songs_per_s"] > 0
     from config import AudioConfig
     large = bench.write_large_cache(tmp_path / "large", 400, AudioConfig())
     mem = bench.train_window(str(large), spec, rows_needed=None)
@@ -51,6 +53,7 @@ def test_pieces_and_report(small_tree, tmp_path):
                "train": [{"model": "cnn1d", "device": "cpu", "crop_seconds": 3.0, **train},
                          {"model": "cnn1d", "device": "cuda", "crop_seconds": 0.0, "note": bench.NOT_MEASURED}],
                "infer": [{"model": "cnn1d", "device": "cpu", **infer},
+                         {"model": "pretrained/musicnn_msd.pt", "device": "cpu", **shipped},
                          {"model": "cnn1d", "device": "cuda", "note": bench.NOT_MEASURED}],
                "memory": {**mem, "tracks": 400, "gb": 0.1, "loader_workers": 0}}
     text = bench.report(args, results)
