@@ -28,6 +28,9 @@ def opt(default: Any, help: str, choices: Optional[tuple] = None, flag: bool = F
     return field(default=default, metadata={"help": help, "choices": choices, "flag": flag})
 
 
+FEATURE_PARAMS = ("sample_rate", "n_fft", "hop_length", "n_mels", "f_min", "f_max")  # see AudioConfig.features
+
+
 @dataclass(frozen=True)
 class AudioConfig:
     """Audio decoding and log-mel parameters (the cache key; saved in checkpoints)."""
@@ -50,6 +53,11 @@ class AudioConfig:
 
     def frames_for(self, seconds: float) -> int:
         return 1 + int(round(seconds * self.sample_rate)) // self.hop_length
+
+    def features(self) -> dict:
+        """The parameters that define one frame of log-mel, which a model's weights depend on (not the
+        clip length, which only decides how much of each song is cached)."""
+        return {k: getattr(self, k) for k in FEATURE_PARAMS}
 
     def key(self) -> str:
         """A readable identifier of every parameter, used to name the cache directory."""
@@ -84,9 +92,20 @@ class RunConfig:
                                "of their (rarest) genre",
                        choices=("none", "weights", "sampler"))
     # model
-    model: str = opt("shortchunk_res", "model name (see models.MODELS): cnn1d, cnn2d, crnn, shortchunk_res, ...")
+    model: str = opt("shortchunk_res", "model name (see models.MODELS): cnn1d, cnn2d, crnn, shortchunk_res, "
+                                       "musicnn. A model's own audio parameters (musicnn: 16 kHz, n_fft 512, hop "
+                                       "256, 96 mels) are the run's defaults; one that takes log-mel dB as it is "
+                                       "(musicnn) gets mean 0 / std 1 instead of the training split's per-band "
+                                       "statistics")
     width: Optional[int] = opt(None, "channels of the model's first stage (default: the model's own)")
     dropout: Optional[float] = opt(None, "dropout before the classifier, 0-1 (default: the model's own)")
+    init: Optional[str] = opt(None, "a checkpoint whose weights initialise the model: any checkpoint of the same "
+                                    "architecture, e.g. pretrained/musicnn_msd.pt; tensors of the same name and "
+                                    "shape are loaded, the head is initialised afresh when the classes differ. Its "
+                                    "log-mel parameters must be the run's (a model's own, such as musicnn's, are "
+                                    "the run's defaults), and so is its input normalisation")
+    freeze_backbone: bool = opt(False, "train the head only: the backbone keeps the --init weights (its "
+                                       "BatchNorm statistics included)", flag=True)
     # optimisation
     epochs: int = opt(30, "training epochs (one pass over the training split each)")
     batch_size: int = opt(32, "clips per training batch")

@@ -8,6 +8,8 @@
     python main.py --help                                              # every option and its default
 
     python main.py --data-dir data --subset medium --target all        # multi-label over all FMA genres
+    python main.py --config configs/musicnn_finetune.yaml              # fine-tune pretrained musicnn (--init)
+    python main.py --config configs/musicnn_frozen.yaml                # its head only (--freeze-backbone)
 
 A run writes runs/NAME/: config.json, metrics.csv (per epoch), results.json (test metrics of the best
 checkpoint), confusion_matrix.png (--target top) or per_genre_auc.csv and auc_vs_train_count.png
@@ -31,9 +33,9 @@ import torch
 import torch.nn.functional as F
 
 from config import AudioConfig, RunConfig, load_config
-from models import MODELS, ModelConfig, build_model, count_parameters
-from models_utils import (CheckpointError, accelerate, load_checkpoint, pick_device, rng_state, save_checkpoint,
-                          seed_everything, set_rng_state)
+from models import MODELS, ModelConfig, build_model
+from models_utils import (CheckpointError, accelerate, load_backbone, load_checkpoint, pick_device, rng_state,
+                          save_checkpoint, seed_everything, set_rng_state)
 from test import evaluate, plot_auc_vs_count, plot_confusion, plot_curves
 from train import Augment, train_one_epoch
 from utils import (ClipDataset, DataError, audio_path, band_stats, find_audio_dir, genre_vocabulary, load_metadata,
@@ -147,7 +149,7 @@ def make_loader(cache, rows, targets, mean, std, run: RunConfig, device, crop_fr
 
 
 def make_optimizer(model, run: RunConfig, steps_per_epoch: int):
-    params = model.parameters()
+    params = [p for p in model.parameters() if p.requires_grad]  # the head only under --freeze-backbone
     if run.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=run.lr, momentum=0.9, weight_decay=run.weight_decay, nesterov=True)
     else:
@@ -220,6 +222,11 @@ class Logger:
             self.wb.finish()
 
 
+def n_weights(model, trainable_only: bool = False) -> int:
+    """Parameters of `model`: all of them, or those that train (the head under --freeze-backbone)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
@@ -266,7 +273,7 @@ def test_report(model, state: dict, cache, classes, splits, run: RunConfig, devi
     audio_dir = find_audio_dir(run.data_dir, run.subset)
     (out / "test_files.txt").write_text("".join(
         f"{audio_path(audio_dir, tid)}\n" for tid in cache.index["track_id"].to_numpy()[rows]))
-    results = {"model": state["model_config"]["name"], "parameters": count_parameters(model),
+    results = {"model": state["model_config"]["name"], "parameters": n_weights(model),
                "best_epoch": state["epoch"], "classes": classes, "test_tracks": int(len(rows)),
                "machine": machine()}
     if multilabel:
@@ -348,6 +355,52 @@ def evaluate_only(run: RunConfig, given: set) -> int:
     return 0
 
 
+def model_audio(run: RunConfig, audio: AudioConfig, given: set) -> AudioConfig:
+    """The model's own audio parameters (its class's `audio`, e.g. musicnn's 16 kHz / 96 mels) as the
+    run's defaults: a parameter set explicitly (preset or command line) wins."""
+    own = getattr(MODELS[run.model], "audio", {})
+    return replace(audio, **{k: v for k, v in own.items() if k not in given})
+
+
+def load_init(run: RunConfig, audio: AudioConfig) -> dict:
+    """The --init checkpoint, checked before anything is built: the run's model, the run's log-mel."""
+    init = load_checkpoint(run.init)
+    name = init["model_config"]["name"]
+    if name != run.model:
+        raise ValueError(f"--init {run.init} holds a {name} model, not {run.model} "
+                         f"(--model {name} fine-tunes it)")
+    theirs, ours = AudioConfig(**init["audio"]).features(), audio.features()
+    differ = [k for k in ours if ours[k] != theirs[k]]
+    if differ:
+        options = ", ".join("--" + k.replace("_", "-") for k in differ)
+        raise ValueError(f"--init {run.init} was trained on other features than this run's: "
+                         + ", ".join(f"{k} {theirs[k]} (this run: {ours[k]})" for k in differ)
+                         + f"; give the checkpoint's values ({options})")
+    return init
+
+
+def normalisation(run: RunConfig, cache, train_rows, init: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band (mean, std) the inputs are standardised with: the --init checkpoint's (what its weights
+    were trained on); none, i.e. mean 0 / std 1, for a model that takes log-mel dB as it is
+    (`standardize = False`, e.g. musicnn); otherwise the training split's band_stats."""
+    if init is not None:
+        return init["mean"].numpy().astype(np.float32), init["std"].numpy().astype(np.float32)
+    if not getattr(MODELS[run.model], "standardize", True):
+        n_mels = cache.audio.n_mels
+        return np.zeros(n_mels, np.float32), np.ones(n_mels, np.float32)
+    return band_stats(cache, train_rows, seed=run.seed)
+
+
+def initialise(model, init: dict, run: RunConfig, classes: list[str]) -> dict:
+    """Load the --init weights into `model` (a fresh head when the classes differ); print and return
+    the report that config.json and the checkpoints keep."""
+    fresh_head = init["classes"] != list(classes) or init.get("target", "top") != run.target
+    loaded, fresh = load_backbone(model, init, fresh_head=fresh_head)
+    print(f"init from {run.init}: loaded {len(loaded)} tensors; initialised afresh: {', '.join(fresh) or 'none'}")
+    return {"path": run.init, "loaded": len(loaded), "fresh": fresh, "freeze_backbone": run.freeze_backbone,
+            **({"pretrained": init["pretrained"]} if "pretrained" in init else {})}
+
+
 def train(run: RunConfig, audio: AudioConfig, given: set) -> int:
     resume = None
     if run.resume:
@@ -357,6 +410,9 @@ def train(run: RunConfig, audio: AudioConfig, given: set) -> int:
         run = RunConfig(**{**asdict(saved), **{k: getattr(run, k) for k in RESUME_OVERRIDES if k in given},
                            "resume": run.resume})
         audio = AudioConfig(**resume["audio"])
+    if run.freeze_backbone and not run.init:
+        raise ValueError("--freeze-backbone needs --init PATH: it trains the head on the backbone's pretrained weights")
+    init = load_init(run, audio) if run.init and not resume else None  # a resumed run's weights come from last.pt
     device = pick_device(run.device)
     cache = prepare(run, audio)
     multilabel = run.target == "all"
@@ -368,20 +424,28 @@ def train(run: RunConfig, audio: AudioConfig, given: set) -> int:
                f"{run.model}-{run.subset}-s{run.seed}-{time.strftime('%Y%m%d-%H%M%S')}"))
     if resume:
         out = Path(run.resume) if Path(run.resume).is_dir() else Path(run.resume).parent
-    out.mkdir(parents=True, exist_ok=True)
 
     seed_everything(run.seed)
     if resume:
         mean, std = resume["mean"].numpy(), resume["std"].numpy()
-    else:
-        mean, std = band_stats(cache, train_rows, seed=run.seed)
-    mcfg = ModelConfig(**resume["model_config"]) if resume else ModelConfig(
-        name=run.model, n_classes=len(classes), n_mels=audio.n_mels,
-        **{k: getattr(run, k) for k in ("width", "dropout") if getattr(run, k) is not None})
-    model = accelerate(build_model(mcfg).to(device), device, compile=run.compile)
+        mcfg = ModelConfig(**resume["model_config"])
+    else:  # with --init, the checkpoint's architecture (its sizes); the options given here override it
+        mean, std = normalisation(run, cache, train_rows, init)
+        base = ModelConfig(**init["model_config"]) if init else ModelConfig(name=run.model)
+        mcfg = replace(base, n_classes=len(classes), n_mels=audio.n_mels,
+                       **{k: getattr(run, k) for k in ("width", "dropout") if getattr(run, k) is not None})
+    model = build_model(mcfg)
+    init_report = resume.get("init") if resume else None
+    if init:
+        init_report = initialise(model, init, run, classes)
+    if run.freeze_backbone:
+        model.freeze_backbone()
+    model = accelerate(model.to(device), device, compile=run.compile)
+    out.mkdir(parents=True, exist_ok=True)
     crop_frames = audio.frames_for(run.crop_seconds) if run.crop_seconds else None
-    n_params = count_parameters(model)
-    print(f"{mcfg.name}: {n_params:,} parameters | {len(classes)} {'genres (multi-label)' if multilabel else 'classes'} | "
+    n_params, n_trainable = n_weights(model), n_weights(model, trainable_only=True)
+    print(f"{mcfg.name}: {n_params:,} parameters" + (f" ({n_trainable:,} trained)" if n_trainable < n_params else "")
+          + f" | {len(classes)} {'genres (multi-label)' if multilabel else 'classes'} | "
           + " / ".join(f"{len(r)} {s}" for s, (r, _) in splits.items()) + f" tracks | device {device} | {out}")
 
     generator = torch.Generator()
@@ -410,7 +474,8 @@ def train(run: RunConfig, audio: AudioConfig, given: set) -> int:
         print(f"resuming {out} after epoch {resume['epoch']} (best {selection} {best:.4f})")
 
     config = {"run": asdict(run), "audio": asdict(audio), "model": asdict(mcfg), "classes": classes,
-              "parameters": n_params, **({"genres": vocab} if multilabel else {})}
+              "parameters": n_params, "trained_parameters": n_trainable,
+              **({"init": init_report} if init_report else {}), **({"genres": vocab} if multilabel else {})}
     (out / "config.json").write_text(json.dumps(config, indent=2))
     logger = Logger(run, out, config, resume.get("wandb_id") if resume else None)
 
@@ -419,6 +484,7 @@ def train(run: RunConfig, audio: AudioConfig, given: set) -> int:
                 "audio": asdict(audio), "mean": torch.from_numpy(mean), "std": torch.from_numpy(std),
                 "crop_frames": crop_frames, "eval_crops": eval_crops, "target": run.target,
                 **({"genres": vocab, "threshold": threshold} if multilabel else {}),
+                **({"init": init_report} if init_report else {}),
                 "run_config": asdict(run), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else {},
                 "epoch": epoch, "global_step": step, "best_metric": best, "history": history,
@@ -501,6 +567,7 @@ def main(argv=None) -> int:
             return evaluate_only(run, given)
         if not run.resume:
             run = demo_if_no_fma(run, given)
+            audio = model_audio(run, audio, given)
         if run.prepare_only:
             prepare(run, audio)
             return 0

@@ -1,4 +1,5 @@
-"""Helpers around models: device choice, seeding and RNG state, checkpoints, classification metrics
+"""Helpers around models: device choice, seeding and RNG state, checkpoints, initialising a model from
+another checkpoint's weights (`load_backbone`, transfer learning), classification metrics
 (single-label: `classification_metrics`; multi-label: `multilabel_metrics`, `tune_threshold`).
 
 Checkpoints hold only tensors, numbers, strings, lists and dicts, so they load with
@@ -90,6 +91,33 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     if missing:
         raise CheckpointError(f"{path}: not a checkpoint of this project (missing {', '.join(missing)})")
     return state
+
+
+def load_backbone(model: torch.nn.Module, state: dict, fresh_head: bool = False) -> tuple[list[str], list[str]]:
+    """Initialise `model` (a models.SpectrogramModel) from a checkpoint `state` of the same architecture.
+
+    Every backbone tensor of `model` (parameters and buffers: every state_dict key but the head's,
+    `model.is_head`) is loaded from `state["model"]`, and must be there with the same shape; a backbone
+    tensor missing, left over or of another shape is a ValueError naming it. Head tensors of the same
+    shape are loaded too, unless `fresh_head` (new classes); the others keep their fresh initialisation.
+    Returns (loaded keys, freshly initialised keys), in state_dict order.
+    """
+    src, own = state["model"], model.state_dict()
+    missing = [k for k in own if k not in src and not model.is_head(k)]
+    extra = [k for k in src if k not in own and not model.is_head(k)]
+    shaped = [k for k in own if k in src and tuple(src[k].shape) != tuple(own[k].shape)]
+    wrong = [k for k in shaped if not model.is_head(k)]
+    if missing or extra or wrong:
+        name = state.get("model_config", {}).get("name", "?")
+        shapes = [f"{k} {tuple(src[k].shape)} (model {tuple(own[k].shape)})" for k in wrong]
+        problems = [f"{what}: {', '.join(keys)}" for what, keys in
+                    (("missing from the checkpoint", missing), ("not in the model", extra), ("other shape", shapes))
+                    if keys]
+        raise ValueError(f"the checkpoint's {name} weights do not fit this {type(model).__name__}: "
+                         + "; ".join(problems))
+    loaded = [k for k in own if k in src and k not in shaped and not (fresh_head and model.is_head(k))]
+    model.load_state_dict({**own, **{k: src[k] for k in loaded}})
+    return loaded, [k for k in own if k not in loaded]
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
