@@ -24,6 +24,10 @@ Everything is measured in this one run, on synthetic demo MP3s that the script g
   features + model, pre_trained_models.Predictor), and songs/s over the demo folder with
   parallel decoding; for every model (random weights) and for the shipped checkpoints
   (`--checkpoints`, pretrained/musicnn_msd.pt by default).
+- Cache check: reopening a finished cache stats every audio file of the subset against index.csv's
+  size and mtime (utils.FileCheck); timed on an fma_large-sized tree (106,574 empty files in FMA's
+  NNN/NNNNNN.mp3 layout, in --tmp-dir, deleted afterwards) against a matching index, beside the
+  reading of that index.csv and the decoding time per track of the extraction row.
 - Memory: peak RSS of the cache build, and of training steps over a cache of fma_large's size
   (106,574 clips x 128 x 1,292 float16 = 35 GB): a sparse features.npy in --tmp-dir (untouched pages
   use no disk; deleted afterwards) read through the same FeatureCache/ClipDataset/DataLoader path.
@@ -51,6 +55,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent
 FMA_SMALL_EPOCH = 6400           # clips in fma_small's training split
 FMA_LARGE_SPLITS = {"training": 84353, "validation": 10958, "test": 11263}  # official, 106,574 clips
+FMA_LARGE_MAX_ID = 155320        # highest track id of fma_large: its clips fill folders 000/ to 155/
 GOALS = {"extract_vs_original": 4.0, "extract_vs_floor": 1.3, "infer_ms": 100.0, "rss_gb": 3.0,
          "gpu_crnn_clips_s": 2000.0}
 NOT_MEASURED = "not yet measured (no GPU available)"
@@ -280,23 +285,79 @@ def inference(model: str, files: list[Path], device: str, workers: int, latency_
 
 def write_large_cache(path: Path, n_tracks: int, audio) -> Path:
     """An fma_large-sized cache: sparse float16 features.npy (no audio, all zeros) + index.csv."""
-    import pandas as pd
     path.mkdir(parents=True, exist_ok=True)
     shape = (n_tracks, audio.n_mels, audio.clip_frames)
     np.lib.format.open_memmap(path / "features.npy", mode="w+", dtype=np.float16, shape=shape)._mmap.close()
     used = os.stat(path / "features.npy").st_blocks * 512
     if used > 64 * 2**20:
         raise RuntimeError(f"{path}: the file system did not create a sparse file ({used / 2**20:.0f} MiB used)")
+    large_index(np.arange(n_tracks) + 2, audio).to_csv(path / "index.csv", index=False)
+    return path
+
+
+def large_index(track_ids: np.ndarray, audio):
+    """index.csv rows of an fma_large-like cache: official split proportions, the 16 top genres, all ok."""
+    import pandas as pd
+    n_tracks = len(track_ids)
     total = sum(FMA_LARGE_SPLITS.values())
     splits = np.repeat(list(FMA_LARGE_SPLITS), [round(n * n_tracks / total) for n in FMA_LARGE_SPLITS.values()])
     splits = np.resize(splits, n_tracks)
     genres = np.array(["Electronic", "Experimental", "Rock", "Hip-Hop", "Folk", "Instrumental", "Pop",
                        "International", "Classical", "Old-Time / Historic", "Jazz", "Country",
                        "Soul-RnB", "Spoken", "Blues", "Easy Listening"])
-    pd.DataFrame({"row": np.arange(n_tracks), "track_id": np.arange(n_tracks) + 2, "split": splits,
-                  "label": genres[np.arange(n_tracks) % len(genres)], "status": "ok", "reason": "",
-                  "frames": audio.clip_frames}).to_csv(path / "index.csv", index=False)
-    return path
+    return pd.DataFrame({"row": np.arange(n_tracks), "track_id": track_ids, "split": splits,
+                         "label": genres[np.arange(n_tracks) % len(genres)], "status": "ok", "reason": "",
+                         "frames": audio.clip_frames})
+
+
+# -------------------------------------------------------------------------------------- cache check
+
+def stat_check(tree: Path, n_files: int, repeats: int = 3) -> dict:
+    """What reopening a finished cache adds: build each audio path, stat it, compare with index.csv's size and
+    mtime_ns (the code prepare_cache runs: utils.audio_path, file_stats, FileCheck). Timed on `n_files` empty
+    files in FMA's layout (NNN/NNNNNN.mp3, ids spread like fma_large's) written under `tree`, against a
+    matching index.csv, with the reading of that index.csv timed beside it. Median of `repeats`; the files'
+    metadata is in the OS cache (just written), as on a machine that reads its data set often."""
+    from config import AudioConfig
+    from utils import FileCheck, audio_path, file_stats
+    import pandas as pd
+    ids = np.unique(np.linspace(2, FMA_LARGE_MAX_ID, n_files).round().astype(np.int64))
+    audio_dir, folders, stats = tree / "fma_large", set(), []
+    for tid in ids:
+        path = audio_path(audio_dir, tid)
+        if path.parent not in folders:
+            path.parent.mkdir(parents=True)
+            folders.add(path.parent)
+        path.touch()
+        st = os.stat(path)
+        stats.append((st.st_size, st.st_mtime_ns))
+    size, mtime_ns = zip(*stats)
+    large_index(ids, AudioConfig()).assign(size=size, mtime_ns=mtime_ns).to_csv(tree / "index.csv", index=False)
+    times = {"index_s": [], "paths_s": [], "stat_s": []}
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        index = pd.read_csv(tree / "index.csv", keep_default_na=False)
+        t1 = time.perf_counter()
+        paths = [audio_path(audio_dir, tid) for tid in index["track_id"]]
+        t2 = time.perf_counter()
+        changed = FileCheck(file_stats(paths), index).changed
+        t3 = time.perf_counter()
+        if changed.any():
+            raise RuntimeError(f"{tree}: the check found {changed.sum()} changed files against a matching index")
+        for key, seconds in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
+            times[key].append(seconds)
+    return {"files": len(ids), **{key: float(np.median(v)) for key, v in times.items()}}
+
+
+def cache_check(args, scratch: Path, say) -> dict:
+    inodes = os.statvfs(scratch).f_favail
+    if inodes < 2 * args.check_files:
+        return {"note": f"skipped: {inodes:,} free inodes in {args.tmp_dir}, under 2 x {args.check_files:,}"}
+    say(f"cache check: stat of {args.check_files:,} files in FMA's layout against index.csv")
+    try:
+        return stat_check(scratch / "check", args.check_files)
+    finally:
+        shutil.rmtree(scratch / "check", ignore_errors=True)
 
 
 def free_disk_gb(path: Path) -> float:
@@ -369,6 +430,17 @@ def report(args, results: dict) -> str:
                      f"{fmt(m['children_rss_mb'], 0) + ' MiB' if m['loader_workers'] else '-'} |")
     else:
         lines.append(f"| training over an fma_large-sized cache | {m['note']} | |")
+    c = r["check"]
+    lines += ["", "### Cache check (reopening a finished cache: every audio file stat'ed against index.csv)", "",
+              "| files (FMA layout) | check: paths + stat + compare | per file | of which stat + compare | "
+              "reading index.csv | check / index read | check = decoding of |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    if "files" in c:
+        check_s, decode_s = c["paths_s"] + c["stat_s"], ex["ours"]["seconds"] / ex["ours"]["tracks"]
+        lines.append(f"| {c['files']:,} | {fmt(check_s, 2)} s | {fmt(1e6 * check_s / c['files'], 1)} us | "
+                     f"{fmt(c['stat_s'], 2)} s | {fmt(c['index_s'], 2)} s | {ratio(check_s / c['index_s'])} | "
+                     f"{fmt(check_s / decode_s, 1)} tracks ({args.workers} threads) |")
+    else:
+        lines.append(f"| {args.check_files:,} | {c['note']} | | | | | |")
     crnn_gpu = [t for t in r["train"] if t["model"] == "crnn" and t["device"] == "cuda" and not t["crop_seconds"]]
     gpu_ok = (crnn_gpu[0]["clips_per_s"] >= GOALS["gpu_crnn_clips_s"]) if crnn_gpu and "clips_per_s" in crnn_gpu[0] else None
     cpu_inf = {i["model"]: i["ms_per_song"] for i in r["infer"] if i["device"] == "cpu" and "ms_per_song" in i}
@@ -444,6 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="songs timed one at a time for inference latency (default: 8 quick, 32 full)")
     p.add_argument("--large-tracks", type=int, default=sum(FMA_LARGE_SPLITS.values()),
                    help="clips in the synthetic cache of the memory benchmark (fma_large: 106,574)")
+    p.add_argument("--check-files", type=int, default=sum(FMA_LARGE_SPLITS.values()),
+                   help="empty audio files of the cache-check benchmark (fma_large: 106,574)")
     p.add_argument("--memory-steps", type=int, default=None,
                    help="training batches timed over the large cache (default: 10 quick, 100 full)")
     p.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "fma-bench"),
@@ -500,7 +574,8 @@ def run(args, command: str) -> dict:
             "original": in_fresh_process(extract_original, files, scratch / "pickles"),
             "floor": in_fresh_process(extract_floor, files, args.workers),
             "ours": in_fresh_process(extract_ours, data, cache_dir, args.workers)}
-        cache = next(cache_dir.iterdir())
+        cache = next(p for p in cache_dir.iterdir() if p.is_dir())  # not its .lock file
+        results["check"] = cache_check(args, scratch, say)
         results["train"] = []
         for dev in devices:
             for model in models:

@@ -4,14 +4,17 @@ Nothing here trains or defines a model. The pieces, in the order data flows thro
 
 - `load_tracks` / `load_genres` / `select_subset` / `audio_path`: FMA's metadata files
   (tracks.csv has a two-row header and Python-list columns; subsets are ordered small < medium < large).
+  A malformed file (missing columns, bad ids, a genre parent cycle, ...) is a `DataError` naming it.
 - `genre_path` / `genre_vocabulary` / `multi_hot`: the genre hierarchy of genres.csv ('Rock > Punk')
   and the multi-hot targets of `--target all`.
-- `load_audio`: decode (libsndfile: mp3, wav, flac, ogg, ...), mix to mono, resample with soxr.
-  Every failure is an `AudioError` whose message names the file and the reason.
+- `load_audio`: decode (libsndfile: mp3, wav, flac, ogg, ...) in blocks, mix to mono, resample with
+  soxr; memory follows the audio in the file, whatever length its header claims. Every failure is an
+  `AudioError` whose message names the file and the reason.
 - `log_mel`: the one log-mel function used by training, evaluation and prediction.
 - `prepare_cache`: decode every track of a subset once, in parallel, into a float16 array on disk
   (`features.npy`, read through a memmap) plus `index.csv` listing each track's status. Resumable
-  (a journal records finished tracks), idempotent, and nothing is dropped silently.
+  (a journal records finished tracks), idempotent, and nothing is dropped silently. Reopening it stats
+  every audio file and re-decodes the changed ones; builders take turns (a lock file beside the cache).
 
 Build a cache from the command line with `python main.py --data-dir DIR --subset small --prepare-only`.
 """
@@ -20,7 +23,9 @@ from __future__ import annotations
 import ast
 import concurrent.futures as cf
 import contextlib
+import csv
 import functools
+import itertools
 import json
 import os
 import shutil
@@ -42,12 +47,16 @@ SUBSETS = ("small", "medium", "large")  # ordered: small is inside medium, which
 SPLITS = ("training", "validation", "test")
 LIST_COLUMNS = (("track", "genres"), ("track", "genres_all"), ("track", "tags"),
                 ("album", "tags"), ("artist", "tags"))
+# what the code reads from tracks.csv and genres.csv: a file without one of them is refused at once
+REQUIRED_TRACK_COLUMNS = (("set", "split"), ("set", "subset"), ("track", "genre_top"), ("track", "genres_all"))
+REQUIRED_GENRE_COLUMNS = ("parent", "title")
+MAX_LISTED = 5  # offending values quoted in one DataError
 DOWNLOAD_HINT = ("get FMA with `bash download_data.sh small --data-dir {d}`, "
                  "or write the synthetic demo set with `python demo_data.py --out {d}`")
 
 
 class DataError(Exception):
-    """The data directory itself is unusable (missing metadata, no audio folder, ...)."""
+    """The data directory itself is unusable (missing or malformed metadata, no audio folder, ...)."""
 
 
 def _require(path: Path, data_dir: Path) -> Path:
@@ -56,31 +65,136 @@ def _require(path: Path, data_dir: Path) -> Path:
     return path
 
 
+def _listed(values) -> str:
+    """'a, b, c and 4 more': the first MAX_LISTED of `values` (an empty CSV cell shows as '(empty)')."""
+    values = ["(empty)" if pd.isna(v) else repr(v) if isinstance(v, str) else str(v) for v in values]
+    more = f" and {len(values) - MAX_LISTED} more" if len(values) > MAX_LISTED else ""
+    return ", ".join(values[:MAX_LISTED]) + more
+
+
+def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
+    """pd.read_csv, where a file that is not readable CSV text (empty, binary, ...) is a DataError."""
+    try:
+        return pd.read_csv(path, **kwargs)
+    except (OSError, ValueError) as e:  # ValueError: pandas' parser and empty-file errors, UnicodeDecodeError
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{path}: not a readable CSV file ({detail})") from None
+
+
+def _integers(values, path: Path, what: str) -> np.ndarray:
+    """`values` as int64, or a DataError quoting the ones that are not integers (text, empty, 2.5)."""
+    numbers = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(numbers) | (numbers % 1 != 0)
+    if bad.any():
+        raise DataError(f"{path}: non-integer {what} {_listed(np.asarray(values, dtype=object)[bad])}")
+    return numbers.astype(np.int64)
+
+
+def _ids(index: pd.Index, path: Path, what: str) -> pd.Index:
+    """The id column (the index) as unique int64, or a DataError naming the non-integer or repeated ids."""
+    ids = pd.Index(_integers(index, path, what), name=index.name)
+    repeated = ids[ids.duplicated()].unique()
+    if len(repeated):
+        raise DataError(f"{path}: duplicate {what} {_listed(repeated)}")
+    return ids
+
+
+def _one_header_row(path: Path) -> bool:
+    """FMA's tracks.csv has two header rows, the second starting with an empty cell (',comments,...');
+    True when the second line is anything else (a data row, or the 'track_id' row)."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        rows = list(itertools.islice(csv.reader(f), 2))
+    return len(rows) < 2 or rows[1][:1] != [""] or not any(rows[1][1:])
+
+
 def load_tracks(path) -> pd.DataFrame:
     """Read FMA's tracks.csv: index track_id, two-level columns such as ('track', 'genre_top').
 
     List columns become Python lists, `('set', 'subset')` an ordered categorical (small < medium <
     large), `('set', 'split')` a categorical of training/validation/test.
+    A malformed file is a DataError naming it and the problem: not CSV, a one-row header, a missing
+    column of REQUIRED_TRACK_COLUMNS, no rows, non-integer or duplicate track ids, a subset or split
+    value that FMA does not use, a list cell that is not a list.
     """
-    tracks = pd.read_csv(path, index_col=0, header=[0, 1])
+    path = Path(path)
+    tracks = _read_csv(path, index_col=0, header=[0, 1])
+    if _one_header_row(path):
+        raise DataError(f"{path}: one header row; FMA's tracks.csv has two ('set' above 'split', 'track' "
+                        f"above 'genre_top', ...), then a 'track_id' row")
+    missing = [c for c in REQUIRED_TRACK_COLUMNS if c not in tracks.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join('/'.join(c) for c in missing)}")
+    if len(tracks) == 0:
+        raise DataError(f"{path}: no tracks (a header and nothing else)")
+    tracks.index = _ids(tracks.index, path, "track id(s)")
     tracks.index.name = "track_id"
+    for col, allowed in ((("set", "subset"), SUBSETS), (("set", "split"), SPLITS)):
+        unknown = [v for v in tracks[col].dropna().unique() if v not in allowed]
+        if unknown:
+            raise DataError(f"{path}: unknown {'/'.join(col)} value(s) {_listed(unknown)} "
+                            f"(FMA's are {', '.join(allowed)})")
     for col in LIST_COLUMNS:
         if col in tracks.columns:
-            tracks[col] = tracks[col].map(_parse_list)
+            lists = tracks[col].map(_parse_list)
+            if lists.isna().any():
+                raise DataError(f"{path}: {'/'.join(col)} is not a list for track(s) "
+                                f"{_listed(tracks.index[lists.isna()])}")
+            tracks[col] = lists
     tracks[("set", "subset")] = pd.Categorical(tracks[("set", "subset")], categories=SUBSETS, ordered=True)
     tracks[("set", "split")] = pd.Categorical(tracks[("set", "split")], categories=SPLITS)
     return tracks
 
 
-def _parse_list(value) -> list:
-    if isinstance(value, str):
-        return list(ast.literal_eval(value))
-    return []  # missing cell
+def _parse_list(value) -> Optional[list]:
+    """A list cell ('[21, 17]') as a list; [] for a missing cell; None when it is not a list."""
+    if not isinstance(value, str):
+        return []  # missing cell
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    return list(parsed) if isinstance(parsed, (list, tuple)) else None
+
+
+def _parent_cycle(parents: dict) -> Optional[list]:
+    """The genres of one cycle of genre -> parent links, in order and back to the first; None when every
+    genre leads up to a root (parent 0). `parents` maps every genre to a genre of the map, or 0."""
+    settled = {0}
+    for start in parents:
+        chain, at, g = [], {}, start  # the walk up from `start`, and each genre's position in it
+        while g not in settled:
+            if g in at:
+                return chain[at[g]:] + [g]
+            at[g] = len(chain)
+            chain.append(g)
+            g = parents[g]
+        settled.update(chain)
+    return None
 
 
 def load_genres(path) -> pd.DataFrame:
-    """Read FMA's genres.csv: index genre_id; columns #tracks, parent, title, top_level."""
-    return pd.read_csv(path, index_col=0)
+    """Read FMA's genres.csv: index genre_id; columns #tracks, parent, title, top_level.
+
+    A malformed file is a DataError naming it and the problem: not CSV, a missing column of
+    REQUIRED_GENRE_COLUMNS, non-integer or duplicate genre ids, a non-integer parent, a parent that is
+    not a genre of the file (0 is the root), or parents that form a cycle.
+    """
+    path = Path(path)
+    genres = _read_csv(path, index_col=0)
+    missing = [c for c in REQUIRED_GENRE_COLUMNS if c not in genres.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    genres.index = _ids(genres.index, path, "genre id(s)")
+    genres["parent"] = _integers(genres["parent"], path, "parent(s)")
+    orphans = genres.index[(genres["parent"] != 0) & ~genres["parent"].isin(genres.index)]
+    if len(orphans):
+        raise DataError(f"{path}: unknown parent(s) {_listed(genres.loc[orphans, 'parent'])} of genre(s) "
+                        f"{_listed(orphans)} (a parent is a genre_id of the file, or 0 for a root genre)")
+    cycle = _parent_cycle(dict(zip(genres.index, genres["parent"])))
+    if cycle:
+        raise DataError(f"{path}: parents form a cycle: {' -> '.join(map(str, cycle))} "
+                        f"(each genre must lead up to a root genre, parent 0)")
+    return genres
 
 
 def load_metadata(data_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -156,43 +270,127 @@ class AudioError(Exception):
 # extensions libsndfile decodes; anything else goes to the fallback decoder
 SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".caf", ".w64"}
 TRUNCATED_RATIO = 0.9  # decoded / declared length below this (and > 1 s missing) means a truncated file
+# samples (all channels) decoded per read: 16 MB of float32, more than a 30 s stereo clip (2.6 M), which
+# is thus read in one call: soundfile seeks to where it stands after every read, and libsndfile's MP3
+# decoder resumes from a seek with 1-ulp differences (its FLAC decoder may fail to seek in a damaged file)
+DECODE_BLOCK_SAMPLES = 1 << 22
+MAX_DECODE_SECONDS = 2 * 3600.0  # load_audio's default max_seconds: longer audio fails (bounds memory)
+SAMPLE_RATE_RANGE = (1000, 768_000)  # Hz; outside it a header is damaged (and resampling 1 Hz audio to
+                                     # 22,050 Hz would multiply its samples 22,050 times)
+WAV_PLACEHOLDER_SIZE = 0x7FFFF000  # RIFF data sizes from here up mean "unknown" (streaming writers)
+WAV_MAX_CHUNKS = 64  # chunks looked at before a WAV's data chunk (real files have a handful)
 
 
-def _decode_soundfile(path: Path) -> tuple[np.ndarray, int, int]:
+def _too_long(path: Path, max_seconds: float) -> AudioError:
+    return AudioError(f"{path}: too long (more than {max_seconds:g} s of audio, the most decoded)")
+
+
+def _check_sample_rate(path: Path, sr: int) -> None:
+    if not SAMPLE_RATE_RANGE[0] <= sr <= SAMPLE_RATE_RANGE[1]:
+        raise AudioError(f"{path}: implausible sample rate {sr} Hz in its header (a damaged file)")
+
+
+def _mix_down(blocks: Iterable[np.ndarray], sr: int, path: Path, max_seconds: float) -> np.ndarray:
+    """(frames, channels) blocks -> one mono float32 array, mixed block by block, failing as soon as
+    more than `max_seconds` are decoded: memory follows the audio decoded, not what a header claims."""
+    parts, frames = [], 0
+    for block in blocks:
+        parts.append(block.mean(axis=1))
+        frames += len(block)
+        if frames > max_seconds * sr:
+            raise _too_long(path, max_seconds)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+def _wav_declared_frames(path: Path, frames: int) -> int:
+    """The frames a RIFF/RF64 WAV's data chunk declares when it claims more bytes than the file holds,
+    else `frames`. libsndfile silently reads what is there and reports that as the length, so a cut
+    download or a lying header would pass as complete. Scaled from bytes: right for any WAV codec."""
+    with open(path, "rb") as fh:
+        riff = fh.read(12)
+        if len(riff) < 12 or riff[:4] not in (b"RIFF", b"RF64") or riff[8:] != b"WAVE":
+            return frames
+        ds64_size = 0  # RF64: the data size, from the ds64 chunk (its data chunk says 0xFFFFFFFF)
+        for _ in range(WAV_MAX_CHUNKS):
+            head = fh.read(8)
+            if len(head) < 8:
+                break
+            chunk, size = head[:4], int.from_bytes(head[4:], "little")
+            if chunk == b"data":
+                size = ds64_size if riff[:4] == b"RF64" and size == 0xFFFFFFFF else size
+                if not size or (riff[:4] == b"RIFF" and size >= WAV_PLACEHOLDER_SIZE):
+                    return frames  # length unknown to the writer
+                held = os.fstat(fh.fileno()).st_size - fh.tell()
+                return int(frames * size / held) if 0 < held < size else frames
+            body = fh.read(min(size, 16)) if chunk == b"ds64" else b""
+            if len(body) == 16:
+                ds64_size = int.from_bytes(body[8:], "little")  # after the 8-byte RIFF size
+            fh.seek(size + (size & 1) - len(body), os.SEEK_CUR)  # chunks are padded to even sizes
+    return frames
+
+
+def _soundfile_blocks(f, frames: int) -> Iterable[np.ndarray]:
+    """(frames, channels) float32 blocks of an open soundfile.SoundFile, up to the first short one (the
+    end, or where libsndfile gave up on damaged data, as a single read of the whole file would)."""
+    while True:
+        block = f.read(frames, dtype="float32", always_2d=True)
+        if len(block):
+            yield block
+        if len(block) < frames:
+            return
+
+
+def _decode_soundfile(path: Path, max_seconds: float) -> tuple[np.ndarray, int, int]:
+    """(mono float32 samples, sample rate, frames the header declares) through libsndfile, read in
+    blocks: a header may declare any length (a damaged MP3's Xing frame count: terabytes), and
+    soundfile would allocate all of it before reading."""
     import soundfile as sf
     try:
         with sf.SoundFile(str(path)) as f:
-            declared, sr = f.frames, f.samplerate
-            data = f.read(dtype="float32", always_2d=True)
+            sr, declared = f.samplerate, _wav_declared_frames(path, f.frames)
+            _check_sample_rate(path, sr)
+            wave = _mix_down(_soundfile_blocks(f, max(1, DECODE_BLOCK_SAMPLES // f.channels)), sr, path,
+                             max_seconds)
     except sf.LibsndfileError as e:
         # libsndfile reports data it does not recognise as "File does not exist or is not a regular file"
         detail = "not audio, or a corrupt file" if "regular file" in e.error_string else f"libsndfile: {e.error_string}"
         raise AudioError(f"{path}: not decodable audio ({detail})") from None
-    return data, sr, declared
+    return wave, sr, declared
 
 
-def _decode_fallback(path: Path) -> tuple[np.ndarray, int, int]:
-    """Formats libsndfile does not read (m4a, aac, wma, ...) through audioread, when it has a backend."""
+def _decode_fallback(path: Path, max_seconds: float) -> tuple[np.ndarray, int, int]:
+    """Formats libsndfile does not read (m4a, aac, wma, ...) through audioread, when it has a backend:
+    (mono float32 samples, sample rate, frames decoded); at most `max_seconds` are read."""
     try:
         import audioread
         with audioread.audio_open(str(path)) as f:
             sr, channels = f.samplerate, f.channels
-            raw = b"".join(f)
+            _check_sample_rate(path, sr)
+            raw, limit = bytearray(), max_seconds * sr * channels * 2  # 16-bit samples
+            for buf in f:  # buffers need not hold whole frames: joined before they are split
+                raw += buf
+                if len(raw) > limit:
+                    raise _too_long(path, max_seconds)
+    except AudioError:
+        raise
     except Exception as e:  # audioread raises backend-specific types; all mean "cannot decode"
         detail = f" ({type(e).__name__}: {e})" if str(e) else ""
         raise AudioError(f"{path}: no decoder for {path.suffix or 'extension-less'} files: convert it to "
                          f"wav/flac/ogg/mp3, or install ffmpeg so audioread can read it{detail}") from None
-    data = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
-    data = data.reshape(-1, channels)
-    return data, sr, len(data)
+    data = np.frombuffer(raw, dtype="<i2", count=len(raw) // (2 * channels) * channels)
+    wave = _mix_down([(data.astype(np.float32) / 32768.0).reshape(-1, channels)], sr, path, max_seconds)
+    return wave, sr, len(wave)
 
 
-def load_audio(path, sample_rate: int, min_seconds: float = 0.0, check_truncated: bool = True) -> np.ndarray:
+def load_audio(path, sample_rate: int, min_seconds: float = 0.0, check_truncated: bool = True,
+               max_seconds: float = MAX_DECODE_SECONDS) -> np.ndarray:
     """Decode a file to mono float32 at `sample_rate` Hz.
 
     Raises AudioError (naming the file and the reason) for a missing or empty file, undecodable
-    data, a file whose decoded length falls far short of the length its header declares
-    (truncated), NaN/inf samples, or audio shorter than `min_seconds`.
+    data, an implausible sample rate, a file whose decoded length falls far short of the length its
+    header declares (truncated; for WAV also a data chunk larger than the file), NaN/inf samples,
+    audio shorter than `min_seconds`, or longer than `max_seconds` (decoding stops there). Audio is
+    decoded and mixed to mono in blocks, so memory follows the audio in the file, never its header.
     """
     import soxr
     path = Path(path)
@@ -201,17 +399,16 @@ def load_audio(path, sample_rate: int, min_seconds: float = 0.0, check_truncated
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
     if path.suffix.lower() in SOUNDFILE_EXTENSIONS:
-        data, sr, declared = _decode_soundfile(path)
+        wave, sr, declared = _decode_soundfile(path, max_seconds)
     else:
-        data, sr, declared = _decode_fallback(path)
-    if len(data) == 0:
+        wave, sr, declared = _decode_fallback(path, max_seconds)
+    if len(wave) == 0:
         raise AudioError(f"{path}: no audio decoded")
-    if check_truncated and declared > 0 and len(data) < TRUNCATED_RATIO * declared and declared - len(data) > sr:
-        raise AudioError(f"{path}: truncated (decoded {len(data) / sr:.1f} s of the {declared / sr:.1f} s "
+    if check_truncated and declared > 0 and len(wave) < TRUNCATED_RATIO * declared and declared - len(wave) > sr:
+        raise AudioError(f"{path}: truncated (decoded {len(wave) / sr:.1f} s of the {declared / sr:.1f} s "
                          f"its header declares)")
-    if not np.isfinite(data).all():
+    if not np.isfinite(wave).all():  # a NaN or inf in any channel leaves one in the mix
         raise AudioError(f"{path}: decoded samples contain NaN or inf")
-    wave = data.mean(axis=1)  # (samples, channels) -> (samples,)
     if sr != sample_rate:
         wave = soxr.resample(wave, sr, sample_rate)
     seconds = len(wave) / sample_rate
@@ -292,8 +489,12 @@ def clip_from_wave(wave: np.ndarray, audio: AudioConfig) -> tuple[np.ndarray, in
 # --------------------------------------------------------------------------------------------------
 # Feature cache
 
-CACHE_VERSION = 1
-INDEX_COLUMNS = ["row", "track_id", "split", "label", "status", "reason", "frames"]
+CACHE_VERSION = 1  # size/mtime_ns came without a bump: an index without them has every track re-decoded in place
+INDEX_COLUMNS = ["row", "track_id", "split", "label", "status", "reason", "frames", "size", "mtime_ns"]
+STAT_COLUMNS = ["size", "mtime_ns"]  # the audio file as it was decoded; a different size or mtime means re-decode
+RECORD_COLUMNS = ["status", "reason", "frames", *STAT_COLUMNS]  # a track's journal record, in index.csv too
+NO_FILE = -1      # size and mtime_ns recorded for a track whose audio file does not exist
+UNRECORDED = -2   # what an index from before the file check stands for (it has no size/mtime_ns columns)
 
 
 @dataclass
@@ -338,6 +539,122 @@ class FeatureCache:
 def cache_path(cache_dir, subset: str, audio: AudioConfig) -> Path:
     """One directory per (subset, audio parameters): changing any parameter builds a new cache."""
     return Path(cache_dir) / f"{subset}-{audio.key()}-v{CACHE_VERSION}"
+
+
+def lock_path(path: Path) -> Path:
+    """The builders' lock file of cache directory `path`: beside it, so that it outlives a removed directory."""
+    return path.parent / f"{path.name}.lock"
+
+
+def file_stats(paths: Iterable) -> np.ndarray:
+    """(n, 2) int64: each file's size in bytes and modification time in ns; NO_FILE for both where none is."""
+    paths = list(paths)
+    out = np.full((len(paths), 2), NO_FILE, dtype=np.int64)
+    for i, p in enumerate(paths):
+        try:
+            st = os.stat(p)
+        except OSError:  # missing or unreachable: decoding it says which
+            continue
+        out[i] = st.st_size, st.st_mtime_ns
+    return out
+
+
+@dataclass
+class FileCheck:
+    """The subset's audio files now (`stats`, from file_stats) against the size and mtime that a finished
+    cache's `index` recorded when it decoded them (`index` None: no finished cache to check against)."""
+
+    stats: np.ndarray
+    index: Optional[pd.DataFrame]
+
+    @functools.cached_property
+    def recorded(self) -> np.ndarray:
+        if self.index is None or not set(STAT_COLUMNS) <= set(self.index.columns):
+            return np.full_like(self.stats, UNRECORDED)
+        return self.index[STAT_COLUMNS].to_numpy(dtype=np.int64)
+
+    @functools.cached_property
+    def changed(self) -> np.ndarray:
+        """Rows whose file changed, appeared or vanished since it was decoded (or whose file was never recorded)."""
+        return (self.recorded != self.stats).any(axis=1)
+
+    @property
+    def unchanged(self) -> bool:
+        """A finished cache whose every file is as it was when decoded: reuse it as it is."""
+        return self.index is not None and not self.changed.any()
+
+    def line(self, decoded: int) -> str:
+        """The log line: 'checked 58 files: 2 changed (1 modified, 1 vanished), re-decoded 2'."""
+        was, now = self.recorded[self.changed, 0], self.stats[self.changed, 0]
+        kinds = {"modified": (was >= 0) & (now >= 0), "appeared": (was == NO_FILE) & (now >= 0),
+                 "vanished": (was >= 0) & (now == NO_FILE), "not recorded before": was == UNRECORDED}
+        detail = ", ".join(f"{int(m.sum())} {kind}" for kind, m in kinds.items() if m.any())
+        return (f"checked {len(self.stats)} files: {len(was)} changed{f' ({detail})' if detail else ''}, "
+                f"re-decoded {decoded}")
+
+
+def _check_cache(path: Path, meta: dict, paths: list) -> FileCheck:
+    """Stat every file of the subset, against the index of the finished cache at `path` if there is one.
+    Reads only: a reader of a finished, unchanged cache takes no lock and writes nothing."""
+    stats = file_stats(paths)
+    finished = _read_json(path / "meta.json") == meta and (path / "index.csv").exists()
+    return FileCheck(stats, pd.read_csv(path / "index.csv", keep_default_na=False) if finished else None)
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    """A JSON file's content; None when it is missing or torn."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _write_atomic(path: Path, text: str):
+    """Replace `path` by `text` in one step: a reader, or the next run after a crash, sees the old file or the new."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _build_lock(lock_file: Path, log: Callable[[str], None]):
+    """Hold an exclusive advisory lock (fcntl.flock) on `lock_file` for the block; wait, saying so, while another
+    process holds it. The kernel drops the lock when its holder exits, however it exits (kill -9 included).
+    The file keeps the pid of its last holder, for the waiting message; it is never removed (that would race)."""
+    import fcntl
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip()
+            log(f"waiting for {lock_file}: another process{f' (pid {holder})' if holder else ''} "
+                f"is building this cache")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.truncate(0)
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
+
+
+@contextlib.contextmanager
+def _disk_full_is_data_error(path: Path):
+    """Turn 'no space left on device' (or over quota) while writing the cache into a DataError naming `path`."""
+    import errno
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise DataError(f"disk full while writing the feature cache {path} ({os.strerror(e.errno)}): free some "
+                        f"space (fma_large takes about 35 GB) and rerun: the build resumes where it stopped") from e
+
+
+def _append_journal(f, record: dict):
+    """One journal line, written and flushed: a finished track (its features row is already in the array)."""
+    f.write(json.dumps(record) + "\n")
+    f.flush()
 
 
 def _extract(job: tuple) -> tuple:
@@ -402,16 +719,20 @@ def quiet_native_stderr():
 
 
 def _read_journal(path: Path) -> dict:
-    """track_id -> (status, reason, frames) for every complete line (a torn last line is ignored)."""
-    done = {}
+    """track_id -> its last complete journal record (status, reason, frames, size, mtime_ns). A torn last line
+    (a write cut short by kill -9 or a full disk) is cut off the file, so that the next line starts afresh."""
+    done, end = {}, 0
     if not path.exists():
         return done
-    with open(path, newline="") as f:
+    with open(path, "rb") as f:
         for line in f:
-            if not line.endswith("\n"):
-                break  # killed mid-write
+            if not line.endswith(b"\n"):
+                break
             rec = json.loads(line)
-            done[rec["track_id"]] = (rec["status"], rec["reason"], rec["frames"])
+            done[rec["track_id"]] = rec
+            end += len(line)
+    if end < path.stat().st_size:
+        os.truncate(path, end)
     return done
 
 
@@ -420,13 +741,32 @@ def prepare_cache(data_dir, subset: str = "small", audio: AudioConfig = AudioCon
                   log: Callable[[str], None] = print) -> FeatureCache:
     """Build (or reopen) the log-mel cache of every track of `subset`; see the module docstring.
 
+    Reopening a finished cache stats every audio file of the subset, without a lock and writing nothing, and
+    reuses the cache as it is when each file still has the size and mtime (ns) recorded when it was decoded.
+    Tracks whose file changed, appeared or vanished (-> failed: file not found) are re-decoded in place: their
+    features rows, journal lines, then index.csv and meta.json (replaced atomically); the log says
+    'checked N files: K changed (...), re-decoded J'. An index without size/mtime_ns (an older cache) has
+    every track re-decoded this way.
+
+    Builders of one cache directory take an exclusive advisory lock, fcntl.flock of CACHE_DIR/<name>.lock
+    (beside the directory, which a build with another track list removes), and check again once they hold it:
+    a second builder says it is waiting, then finds the cache finished and reuses it. The kernel drops the
+    lock when its holder dies, so a killed builder never blocks the next one. On NFS, flock is emulated with
+    NFS byte-range locks (Linux >= 2.6.12) and excludes builders on other machines only where the mount
+    supports locking (NFSv4, or NFSv3 with lockd; not with `nolock` or `local_lock=flock|all`, where each
+    machine has its own locks); other network file systems depend on their mount options too.
+
+    A full disk (ENOSPC, EDQUOT) raises DataError naming the cache; the next run resumes from the journal.
+
     Layout of the cache directory:
-      features.npy  float16 (n_tracks, n_mels, clip_frames), row i <-> index.csv row i
-      index.csv     row, track_id, split, label, status (ok/failed), reason, frames (before padding)
+      features.npy  float16 (n_tracks, n_mels, clip_frames), row i <-> index.csv row i (zeros for failed tracks)
+      index.csv     row, track_id, split, label, status (ok/failed), reason, frames (before padding),
+                    size, mtime_ns (the audio file as decoded; -1 for both: no file)
       meta.json     audio parameters, shape, track count (written last: its presence = complete)
-      journal.jsonl one line per finished track while building (resume after a crash or kill -9)
+      started.json  the same, written first: what the journal and the array belong to
+      journal.jsonl one line per decoded track, appended (features row first, then the line): resumes a build
+                    after a crash or kill -9; a track's last line is its current record
     """
-    from tqdm import tqdm
     data_dir = Path(data_dir)
     tracks, _ = load_metadata(data_dir)
     tracks = select_subset(tracks, subset)
@@ -443,43 +783,65 @@ def prepare_cache(data_dir, subset: str = "small", audio: AudioConfig = AudioCon
     shape = (len(index), audio.n_mels, audio.clip_frames)
     meta = {"version": CACHE_VERSION, "subset": subset, "audio": asdict(audio), "shape": list(shape),
             "track_ids_sha1": _ids_digest(index["track_id"])}
+    paths = [audio_path(audio_dir, tid) for tid in index["track_id"]]
 
-    meta_file, journal, array = path / "meta.json", path / "journal.jsonl", path / "features.npy"
-    if meta_file.exists() and json.loads(meta_file.read_text()) == meta:
-        return FeatureCache(path, audio, pd.read_csv(path / "index.csv", keep_default_na=False))
-    started = path / "started.json"  # what the journal belongs to; a different track list restarts
-    if path.exists() and not (started.exists() and json.loads(started.read_text()) == meta):
-        shutil.rmtree(path)
+    check, decoded = _check_cache(path, meta, paths), 0
+    if not check.unchanged:  # something to write: one builder at a time, and look again once it is our turn
+        with _disk_full_is_data_error(path), _build_lock(lock_path(path), log):
+            check = _check_cache(path, meta, paths)
+            if not check.unchanged:
+                decoded = _build(path, meta, index, paths, check.stats, audio, workers or os.cpu_count() or 1,
+                                 progress, log)
+    if check.index is not None:
+        log(check.line(decoded))
+    if check.unchanged:
+        return FeatureCache(path, audio, check.index)
+    return FeatureCache(path, audio, pd.read_csv(path / "index.csv", keep_default_na=False))
+
+
+def _build(path: Path, meta: dict, index: pd.DataFrame, paths: list, stats: np.ndarray, audio: AudioConfig,
+           workers: int, progress: bool, log: Callable[[str], None]) -> int:
+    """Bring the cache at `path` up to date; the caller holds the build lock. Decodes every track that the
+    journal does not record with its file's current size and mtime (`stats`, taken before decoding: a file
+    changed meanwhile is seen next time), writes its features row and then its journal line; then index.csv
+    and meta.json (last). Returns the number of tracks decoded."""
+    from tqdm import tqdm
+    started, array, journal = path / "started.json", path / "features.npy", path / "journal.jsonl"
+    if path.exists() and _read_json(started) != meta:
+        shutil.rmtree(path)  # other parameters or track list, or a build killed before it wrote started.json
     path.mkdir(parents=True, exist_ok=True)
+    if not started.exists():
+        _write_atomic(started, json.dumps(meta))  # before anything else: a directory without it holds nothing
     if not array.exists():
-        np.lib.format.open_memmap(array, mode="w+", dtype=np.float16, shape=shape)  # sparse file
-        started.write_text(json.dumps(meta))
+        journal.unlink(missing_ok=True)  # its lines describe the rows of a lost array
+        tmp = path / "features.npy.tmp"
+        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=tuple(meta["shape"]))  # sparse file
+        os.replace(tmp, array)
 
-    done = _read_journal(journal)
-    rows = dict(zip(index["track_id"], index["row"]))
-    jobs = [(tid, audio_path(audio_dir, tid), audio) for tid in index["track_id"] if tid not in done]
-    workers = workers or os.cpu_count() or 1
+    now = {int(tid): (int(size), int(mtime)) for tid, (size, mtime) in zip(index["track_id"], stats)}
+    done = {tid: rec for tid, rec in _read_journal(journal).items()
+            if (rec.get("size"), rec.get("mtime_ns")) == now.get(tid)}
+    ids = [int(tid) for tid in index["track_id"]]
+    rows = dict(zip(ids, index["row"].tolist()))
+    jobs = [(tid, p, audio) for tid, p in zip(ids, paths) if tid not in done]
     if jobs:
         log(f"building log-mel cache for {len(jobs)} of {len(index)} tracks in {path} ({workers} workers)")
         offset, row_bytes = _data_offset(array), audio.n_mels * audio.clip_frames * 2
+        blank = bytes(row_bytes)  # a failed track's row, as in a fresh build (also over an earlier decode)
         with quiet_native_stderr(), open(array, "r+b") as arr, open(journal, "a", newline="") as jf:
             for tid, status, reason, frames, feats in tqdm(_run_jobs(jobs, workers), total=len(jobs),
                                                           unit="track", disable=not progress):
-                if feats is not None:  # the features reach the file before the journal says so
-                    os.pwrite(arr.fileno(), feats.tobytes(), offset + rows[tid] * row_bytes)
-                jf.write(json.dumps({"track_id": int(tid), "status": status, "reason": reason,
-                                     "frames": int(frames)}) + "\n")
-                jf.flush()
-                done[tid] = (status, reason, frames)
-    index["status"] = [done[t][0] for t in index["track_id"]]
-    index["reason"] = [done[t][1] for t in index["track_id"]]
-    index["frames"] = [done[t][2] for t in index["track_id"]]
-    index = index[INDEX_COLUMNS]
-    index.to_csv(path / "index.csv.tmp", index=False)
-    os.replace(path / "index.csv.tmp", path / "index.csv")
-    (path / "meta.json.tmp").write_text(json.dumps(meta))
-    os.replace(path / "meta.json.tmp", meta_file)
-    return FeatureCache(path, audio, pd.read_csv(path / "index.csv", keep_default_na=False))
+                # the features reach the file before the journal says so
+                row = blank if feats is None else feats.tobytes()
+                os.pwrite(arr.fileno(), row, offset + rows[tid] * row_bytes)
+                size, mtime_ns = now[tid]
+                done[tid] = {"track_id": tid, "status": status, "reason": reason, "frames": int(frames),
+                             "size": size, "mtime_ns": mtime_ns}
+                _append_journal(jf, done[tid])
+    index = index.assign(**{col: [done[tid][col] for tid in ids] for col in RECORD_COLUMNS})
+    _write_atomic(path / "index.csv", index[INDEX_COLUMNS].to_csv(index=False))
+    _write_atomic(path / "meta.json", json.dumps(meta))
+    return len(jobs)
 
 
 def _ids_digest(ids: pd.Series) -> str:

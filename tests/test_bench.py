@@ -36,7 +36,7 @@ def test_pieces_and_report(small_tree, tmp_path):
                "floor": bench.extract_floor(files, 2),
                "ours": bench.extract_ours(small_tree, tmp_path / "cache", 2)}
     assert extract["ours"]["tracks"] == 6 and len(list((tmp_path / "pickles").glob("*.pkl"))) == 2
-    cache = next((tmp_path / "cache").iterdir())
+    cache = next(p for p in (tmp_path / "cache").iterdir() if p.is_dir())  # beside it: its .lock file
     spec = bench.TrainSpec("cnn1d", "cpu", 3.0, 4, 1, 0.0, 1, 0, False, False, False)
     train = bench.train_window(str(cache), spec, rows_needed=16)
     assert train["clips"] == 4 and train["clips_per_s"] > 0 and train["load_clips_per_s"] > 0
@@ -48,8 +48,12 @@ def test_pieces_and_report(small_tree, tmp_path):
     large = bench.write_large_cache(tmp_path / "large", 400, AudioConfig())
     mem = bench.train_window(str(large), spec, rows_needed=None)
     assert mem["rss_mb"] > 0
+    check = bench.stat_check(tmp_path / "tree", 300)
+    assert check["files"] == 300 and min(check["index_s"], check["paths_s"], check["stat_s"]) > 0
+    assert len(list((tmp_path / "tree" / "fma_large").glob("*/*.mp3"))) == 300
+    assert {p.name for p in (tmp_path / "tree" / "fma_large").iterdir()} == {f"{i:03d}" for i in range(156)}
     results = {"machine": "test machine", "command": "python bench.py --quick", "wall_s": 1.0, "files": files,
-               "extract": extract,
+               "extract": extract, "check": check,
                "train": [{"model": "cnn1d", "device": "cpu", "crop_seconds": 3.0, **train},
                          {"model": "cnn1d", "device": "cuda", "crop_seconds": 0.0, "note": bench.NOT_MEASURED}],
                "infer": [{"model": "cnn1d", "device": "cpu", **infer},
@@ -58,10 +62,14 @@ def test_pieces_and_report(small_tree, tmp_path):
                "memory": {**mem, "tracks": 400, "gb": 0.1, "loader_workers": 0}}
     text = bench.report(args, results)
     tables = re.findall(r"((?:^\|.*\|$\n?)+)", text, flags=re.M)
-    assert len(tables) == 5  # extraction, training, inference, memory, goals
+    assert len(tables) == 6  # extraction, training, inference, memory, cache check, goals
     for table in tables:
         rows = table.strip().splitlines()
         assert re.fullmatch(r"\|(-+:?\|)+", rows[1].replace("---:", "---").replace("---", "-"))
         assert all(r.count("|") == rows[0].count("|") for r in rows), table
     assert "vs original-style" in text and "not yet measured (no GPU available)" in text
     assert re.search(r"extraction >= 4x the original-style pipeline \| \d+\.\d\dx", text)
+    assert re.search(r"^\| 300 \| \d+\.\d\d s \| [\d.]+ us \| \d+\.\d\d s \| \d+\.\d\d s \| \d+\.\d\dx \| "
+                     r"[\d.]+ tracks \(2 threads\) \|$", text, flags=re.M), text
+    results["check"] = {"note": "skipped: no inodes"}
+    assert "| 106,574 | skipped: no inodes | | | | | |" in bench.report(args, results)
