@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from config import AudioConfig, RunConfig, load_config
-from models import MODELS, ModelConfig, build_model
+from models import MODELS, ModelConfig, build_model, count_parameters
 from models_utils import (CheckpointError, accelerate, load_backbone, load_checkpoint, pick_device, rng_state,
                           save_checkpoint, seed_everything, set_rng_state)
 from test import evaluate, plot_auc_vs_count, plot_confusion, plot_curves
@@ -222,11 +222,6 @@ class Logger:
             self.wb.finish()
 
 
-def n_weights(model, trainable_only: bool = False) -> int:
-    """Parameters of `model`: all of them, or those that train (the head under --freeze-backbone)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
@@ -273,7 +268,7 @@ def test_report(model, state: dict, cache, classes, splits, run: RunConfig, devi
     audio_dir = find_audio_dir(run.data_dir, run.subset)
     (out / "test_files.txt").write_text("".join(
         f"{audio_path(audio_dir, tid)}\n" for tid in cache.index["track_id"].to_numpy()[rows]))
-    results = {"model": state["model_config"]["name"], "parameters": n_weights(model),
+    results = {"model": state["model_config"]["name"], "parameters": count_parameters(model, trainable_only=False),
                "best_epoch": state["epoch"], "classes": classes, "test_tracks": int(len(rows)),
                "machine": machine()}
     if multilabel:
@@ -358,7 +353,7 @@ def evaluate_only(run: RunConfig, given: set) -> int:
 def model_audio(run: RunConfig, audio: AudioConfig, given: set) -> AudioConfig:
     """The model's own audio parameters (its class's `audio`, e.g. musicnn's 16 kHz / 96 mels) as the
     run's defaults: a parameter set explicitly (preset or command line) wins."""
-    own = getattr(MODELS[run.model], "audio", {})
+    own = MODELS[run.model].audio
     return replace(audio, **{k: v for k, v in own.items() if k not in given})
 
 
@@ -385,7 +380,7 @@ def normalisation(run: RunConfig, cache, train_rows, init: dict | None) -> tuple
     (`standardize = False`, e.g. musicnn); otherwise the training split's band_stats."""
     if init is not None:
         return init["mean"].numpy().astype(np.float32), init["std"].numpy().astype(np.float32)
-    if not getattr(MODELS[run.model], "standardize", True):
+    if not MODELS[run.model].standardize:
         n_mels = cache.audio.n_mels
         return np.zeros(n_mels, np.float32), np.ones(n_mels, np.float32)
     return band_stats(cache, train_rows, seed=run.seed)
@@ -443,7 +438,7 @@ def train(run: RunConfig, audio: AudioConfig, given: set) -> int:
     model = accelerate(model.to(device), device, compile=run.compile)
     out.mkdir(parents=True, exist_ok=True)
     crop_frames = audio.frames_for(run.crop_seconds) if run.crop_seconds else None
-    n_params, n_trainable = n_weights(model), n_weights(model, trainable_only=True)
+    n_params, n_trainable = count_parameters(model, trainable_only=False), count_parameters(model)
     print(f"{mcfg.name}: {n_params:,} parameters" + (f" ({n_trainable:,} trained)" if n_trainable < n_params else "")
           + f" | {len(classes)} {'genres (multi-label)' if multilabel else 'classes'} | "
           + " / ".join(f"{len(r)} {s}" for s, (r, _) in splits.items()) + f" tracks | device {device} | {out}")

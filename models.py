@@ -115,9 +115,10 @@ def init_weights(module: nn.Module) -> None:
                 nn.init.zeros_(p)
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of trainable parameters (all of them with `trainable_only=False`, e.g. under
+    `freeze_backbone`, where only the head trains)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 # ---------------------------------------------------------------------------------- building blocks
@@ -128,6 +129,8 @@ class SpectrogramModel(nn.Module):
     name = "?"       # registry name, used in error messages
     min_frames = 1   # shortest input (frames) for which every layer has a non-empty output
     min_mels = 1     # fewest mel bands the architecture supports
+    audio: dict = {}   # the model's own audio parameters (AudioConfig fields), the run's defaults
+    standardize = True  # False: takes log-mel dB as it is (identity normalisation)
 
     def __init__(self, n_classes: int, n_mels: int):
         super().__init__()

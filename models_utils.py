@@ -120,14 +120,17 @@ def load_backbone(model: torch.nn.Module, state: dict, fresh_head: bool = False)
     return loaded, [k for k in own if k not in loaded]
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict:
-    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix (lists)."""
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str],
+                           macro_over: list[int] | None = None) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix (lists).
+    Macro-F1 averages over every class, or over the class indices `macro_over`."""
     from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
     labels = list(range(len(classes)))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     return {
         "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else 0.0,
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels if macro_over is None else macro_over,
+                                   average="macro", zero_division=0)),
         "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
                       for i, c in enumerate(classes)},
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),

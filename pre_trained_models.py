@@ -616,11 +616,10 @@ def fma_report(songs: list[Song], predictor: Predictor, info: dict) -> dict:
     lookup = {c: i for i, c in enumerate(classes)}
     y_true = np.array([lookup[s.label] for s in ok], dtype=np.int64)
     y_pred = scores.argmax(1)  # (N, n_genres) -> (N,)
-    metrics = classification_metrics(y_true, y_pred, classes) if ok else {}
-    if predictor.zero_shot and ok:  # macro-F1 over the genres the selection holds (a tagger's map names more)
-        from sklearn.metrics import f1_score
-        present = sorted(set(y_true.tolist()))
-        metrics["macro_f1"] = float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
+    # a zero-shot tagger's map names more genres than the selection holds: macro-F1 over those it holds
+    present = sorted(set(y_true.tolist())) if predictor.zero_shot else None
+    metrics = classification_metrics(y_true, y_pred, classes, macro_over=present) if ok else {}
+    if present is not None:
         extra["macro_f1_genres"] = [classes[i] for i in present]
     return {**info, **counts, "classes": classes, **extra, **metrics}
 
