@@ -1,14 +1,16 @@
-"""Tests of demo_data.py: the synthetic FMA-format demo set.
+"""Tests of the synthetic FMA-format demo set: the package demo/ and its entry point demo_data.py.
 
 A tiny set (3 tracks per genre, 5 s clips, plus the broken clips) is generated once into a temporary
 folder; it must look exactly like real FMA to the code that reads it (header, columns, list columns,
 genre ids and hierarchy, artist-filtered split, audio layout and format), break where it says it
-does, be deterministic for a seed whatever the number of workers, and be idempotent.
+does, be deterministic for a seed whatever the number of workers, be idempotent, and stay byte for
+byte what the generator wrote before it became a package (GENERATOR_VERSION 2).
 
     pytest tests/test_demo_data.py
 """
 import ast
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -18,20 +20,35 @@ import pytest
 import soundfile as sf
 
 import demo_data
+from demo import BROKEN_KINDS, TOP_GENRES, cli, make_metadata, split_sizes
 
 REAL = Path(__file__).parent / "data" / "fma_metadata"
 TPG, SECONDS = 3, 5.0   # tracks per genre, clip length of the tiny set
+
+# sha256 over every file of a set (tree_sha256), recorded from the single-file demo_data.py before the
+# move to demo/ (GENERATOR_VERSION 2). Every file is deterministic (the MP3 encoder too), none records
+# the output folder. A change of the output must bump GENERATOR_VERSION and record new values here.
+TINY_SHA256 = "9467061a33d56a5a4e868a8910eac3d538a44e1eb6fd293b1eecbaf2f5f2723d"  # `demo` fixture (seed 0)
+NO_BROKEN_SHA256 = "cb6f886064084921037aa5d480b303248cb8c97cab763413777f111dd330b350"  # 1 x 2 s, --no-broken
 
 
 def generate(out, *extra, tracks_per_genre=TPG, seconds=SECONDS, seed=0, workers=1):
     argv = ["--out", str(out), "--tracks-per-genre", str(tracks_per_genre), "--seconds", str(seconds),
             "--seed", str(seed), "--workers", str(workers), *extra]
-    demo_data.main(argv)
+    cli.main(argv)
     return Path(out)
 
 
 def read_tracks(root: Path) -> pd.DataFrame:
     return pd.read_csv(root / "fma_metadata" / "tracks.csv", index_col=0, header=[0, 1])
+
+
+def tree_sha256(root: Path) -> str:
+    """One sha256 over the relative paths (sorted) and contents of all files below root."""
+    h = hashlib.sha256()
+    for rel in sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()):
+        h.update(rel.encode() + b"\0" + hashlib.sha256((root / rel).read_bytes()).digest())
+    return h.hexdigest()
 
 
 def decoded(root: Path) -> dict:
@@ -62,7 +79,11 @@ def test_layout_and_audio_format(demo):
         info = sf.info(str(path))
         assert (info.format, info.samplerate, info.channels) == ("MP3", 44100, 2)
         assert abs(info.duration - SECONDS) < 0.1
-    assert len(tracks) == 8 * TPG + len(demo_data.BROKEN_KINDS)
+    assert len(tracks) == 8 * TPG + len(BROKEN_KINDS)
+
+
+def test_output_is_byte_identical_to_the_recorded_one(demo):
+    assert tree_sha256(demo) == TINY_SHA256
 
 
 def test_genres_csv_is_the_official_file(demo):
@@ -86,7 +107,7 @@ def test_values_genres_and_split(demo):
     tracks = read_tracks(demo)
     genres = pd.read_csv(REAL / "genres.csv", index_col=0)
     assert set(tracks[("set", "subset")]) == {"small"}
-    assert set(tracks[("track", "genre_top")]) == set(demo_data.TOP_GENRES)
+    assert set(tracks[("track", "genre_top")]) == set(TOP_GENRES)
     for col in [("track", "genres"), ("track", "genres_all"), ("track", "tags"), ("album", "tags"),
                 ("artist", "tags")]:
         assert all(isinstance(ast.literal_eval(v), list) for v in tracks[col])
@@ -98,20 +119,20 @@ def test_values_genres_and_split(demo):
             parent = genres.at[x, "parent"]
             assert parent == 0 or parent in g_all
         top = genres.loc[sorted(g_all), "top_level"].unique()
-        assert list(top) == [demo_data.TOP_GENRES[row[("track", "genre_top")]]]
+        assert list(top) == [TOP_GENRES[row[("track", "genre_top")]]]
         assert row[("track", "duration")] > 0 and isinstance(row[("artist", "name")], str)
     # artist-filtered: every artist in exactly one split; per genre the 80/10/10 split (good clips)
     assert (tracks[("set", "split")].groupby(tracks[("artist", "id")]).nunique() == 1).all()
     broken = pd.read_csv(demo / "broken.csv", index_col=0)
     good = tracks.drop(index=broken.index)
     counts = pd.crosstab(good[("track", "genre_top")], good[("set", "split")])
-    assert (counts[["training", "validation", "test"]] == list(demo_data.split_sizes(TPG))).all().all()
+    assert (counts[["training", "validation", "test"]] == list(split_sizes(TPG))).all().all()
 
 
 def test_broken_clips(demo):
     tracks = read_tracks(demo)
     broken = pd.read_csv(demo / "broken.csv", index_col=0)
-    assert sorted(broken["kind"]) == sorted(demo_data.BROKEN_KINDS)
+    assert sorted(broken["kind"]) == sorted(BROKEN_KINDS)
     assert set(broken.index) <= set(tracks.index)                       # listed in tracks.csv
     assert set(tracks.loc[broken.index, ("set", "split")]) == {"training"}
     path = {kind: demo / f for f, kind in zip(broken["file"], broken["kind"])}
@@ -181,21 +202,30 @@ def test_resumes_after_interruption(tmp_path, capsys):
 
 
 def test_no_broken_keeps_the_other_tracks(tmp_path):
-    with_broken = demo_data.make_metadata(2, seed=3, broken=True)
-    without = demo_data.make_metadata(2, seed=3, broken=False)
+    with_broken = make_metadata(2, seed=3, broken=True)
+    without = make_metadata(2, seed=3, broken=False)
     strip = [t for t in with_broken if not t["_broken"]]
     assert [t["_id"] for t in strip] == [t["_id"] for t in without]
     assert all(t["_broken"] is None for t in without)
     out = generate(tmp_path / "demo", "--no-broken", tracks_per_genre=1, seconds=2.0)
     assert len(read_tracks(out)) == 8
     assert len(pd.read_csv(out / "broken.csv")) == 0
+    assert tree_sha256(out) == NO_BROKEN_SHA256
 
 
 def test_split_sizes_and_unknown_options():
-    assert demo_data.split_sizes(60) == (48, 6, 6)
-    assert demo_data.split_sizes(3) == (1, 1, 1)
-    assert sum(demo_data.split_sizes(7)) == 7
+    assert split_sizes(60) == (48, 6, 6)
+    assert split_sizes(3) == (1, 1, 1)
+    assert sum(split_sizes(7)) == 7
     with pytest.raises(SystemExit):
-        demo_data.main(["--bogus"])
+        cli.main(["--bogus"])
     with pytest.raises(SystemExit):
-        demo_data.main(["--tracks-per-genre", "0"])
+        cli.main(["--tracks-per-genre", "0"])
+
+
+def test_demo_data_py_is_the_entry_point():
+    """demo_data.py runs demo.cli.main and keeps the names other code imports from it."""
+    assert demo_data.main is cli.main
+    assert (demo_data.BROKEN_KINDS, demo_data.TOP_GENRES) == (BROKEN_KINDS, TOP_GENRES)
+    assert demo_data.split_sizes is split_sizes and demo_data.make_metadata is make_metadata
+    assert (Path(cli.__file__).parent / "genres.csv").read_bytes() == (REAL / "genres.csv").read_bytes()
