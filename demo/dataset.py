@@ -21,7 +21,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from .composers import render
-from .fma_metadata import GENRES_CSV, audio_path, make_metadata, write_tracks_csv
+from .fma_metadata import GENRES_CSV, SPLIT_FRACTIONS, audio_path, make_metadata, write_tracks_csv
 from .synth import OUT_SR
 
 GENERATOR_VERSION = 2  # bump when the output changes, so old demo sets are regenerated
@@ -69,8 +69,9 @@ def make_clip(job: dict) -> tuple:
 
 
 def _manifest_args(args) -> dict:
+    split = {} if tuple(args.split) == SPLIT_FRACTIONS else {"split": list(args.split)}  # default: as before
     return dict(version=GENERATOR_VERSION, tracks_per_genre=args.tracks_per_genre, seconds=args.seconds,
-                seed=args.seed, broken=not args.no_broken)
+                seed=args.seed, broken=not args.no_broken, **split)
 
 
 def _clean(out: Path) -> None:
@@ -103,7 +104,7 @@ def generate(args) -> Path:
         print(f"{out}: existing files without a manifest; regenerating cleanly")
         _clean(out)
     t0 = time.time()
-    tracks = make_metadata(args.tracks_per_genre, args.seed, broken=not args.no_broken)
+    tracks = make_metadata(args.tracks_per_genre, args.seed, broken=not args.no_broken, split=tuple(args.split))
     files = [str(audio_path(Path("."), t["_id"])) for t in tracks]
     broken = [(t["_id"], t["_broken"]) for t in tracks if t["_broken"]]
     out.mkdir(parents=True, exist_ok=True)

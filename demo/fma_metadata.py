@@ -119,12 +119,13 @@ def audio_path(root: Path, track_id: int) -> Path:
 # Metadata (artists, albums, tracks, split)
 # --------------------------------------------------------------------------------------------
 
-def split_sizes(n: int) -> tuple:
-    """Tracks per split for one genre: 80/10/10, at least one validation/test track from n = 3."""
+def split_sizes(n: int, fractions: tuple = SPLIT_FRACTIONS) -> tuple:
+    """Tracks per split for one genre: `fractions` (training, validation, test; 80/10/10 by default),
+    at least one validation/test track from n = 3."""
     if n < 3:
         return (n, 0, 0) if n < 2 else (1, 0, 1)
-    n_val = max(1, int(round(n * SPLIT_FRACTIONS[1])))
-    n_test = max(1, int(round(n * SPLIT_FRACTIONS[2])))
+    n_val = max(1, int(round(n * fractions[1])))
+    n_test = max(1, int(round(n * fractions[2])))
     return n - n_val - n_test, n_val, n_test
 
 
@@ -163,10 +164,10 @@ def _partition(rng, n: int, lo: int = 2, hi: int = 8) -> list:
     return sizes
 
 
-def make_metadata(tracks_per_genre: int, seed: int, broken: bool = True) -> list:
+def make_metadata(tracks_per_genre: int, seed: int, broken: bool = True, split: tuple = SPLIT_FRACTIONS) -> list:
     """All tracks as dicts (column tuple -> value, plus private keys starting with '_').
 
-    Per genre, the split sizes are fixed first (80/10/10) and artists are made inside one split,
+    Per genre, the split sizes are fixed first (`split`, 80/10/10 by default) and artists are made inside one split,
     so the split is artist-filtered and stratified by genre exactly. Broken clips (if any) are
     extra training tracks of existing artists, drawn from a separate random stream so that
     `--no-broken` leaves every other track unchanged.
@@ -178,8 +179,8 @@ def make_metadata(tracks_per_genre: int, seed: int, broken: bool = True) -> list
         subs = SUBGENRES[gname]
         order = list(rng.permutation(len(subs)))   # artists' main sub-genre goes round-robin (in a random
         k_artist = 0                               # order), so the training artists cover all of them
-        for split, n in zip(SPLITS, split_sizes(tracks_per_genre)):
-            for size in _partition(rng, n, *((2, 6) if split == "training" else (1, 3))):
+        for split_name, n in zip(SPLITS, split_sizes(tracks_per_genre, split)):
+            for size in _partition(rng, n, *((2, 6) if split_name == "training" else (1, 3))):
                 place = PLACES[rng.integers(len(PLACES))]
                 name = _artist_name(rng)
                 created = _date(rng, 2008, 2014)
@@ -187,7 +188,7 @@ def make_metadata(tracks_per_genre: int, seed: int, broken: bool = True) -> list
                 k_artist += 1
                 others = [g for g in subs if g != main]
                 prefs = [main] + ([others[rng.integers(len(others))]] if others and rng.random() < 0.4 else [])
-                artist = dict(id=next_artist, name=name, genre=gname, split=split, prefs=prefs,
+                artist = dict(id=next_artist, name=name, genre=gname, split=split_name, prefs=prefs,
                               place=place, created=created, albums=[])
                 next_artist += int(rng.integers(1, 40))
                 artists.append(artist)

@@ -229,3 +229,17 @@ def test_demo_data_py_is_the_entry_point():
     assert (demo_data.BROKEN_KINDS, demo_data.TOP_GENRES) == (BROKEN_KINDS, TOP_GENRES)
     assert demo_data.split_sizes is split_sizes and demo_data.make_metadata is make_metadata
     assert (Path(cli.__file__).parent / "genres.csv").read_bytes() == (REAL / "genres.csv").read_bytes()
+
+
+def test_evaluation_set_split(tmp_path):
+    """--split sets each genre's split sizes (the larger evaluation set of the README: 0.4,0.3,0.3); a default
+    split leaves the manifest as it was, a bad one is refused."""
+    assert split_sizes(100, (0.4, 0.3, 0.3)) == (40, 30, 30)  # x 8 genres: 320 / 240 / 240 tracks
+    out = generate(tmp_path / "eval", "--split", "0.4,0.3,0.3", "--no-broken", tracks_per_genre=10, seconds=1.0)
+    counts = read_tracks(out)[("set", "split")].value_counts()
+    assert counts.to_dict() == {"training": 32, "validation": 24, "test": 24}
+    assert json.loads((out / "demo_manifest.json").read_text())["args"]["split"] == [0.4, 0.3, 0.3]
+    for bad in ("0.5,0.5", "0.8,0.3,-0.1", "a,b,c", "0.5,0.3,0.3"):
+        with pytest.raises(SystemExit):
+            cli.main(["--out", str(tmp_path / "bad"), "--split", bad])
+    assert not (tmp_path / "bad").exists()
