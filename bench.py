@@ -1,6 +1,6 @@
 """Benchmarks: feature extraction, training throughput, inference latency and memory, in one run.
 
-    python bench.py --quick                  # a few minutes on 2 cores; prints the tables, writes BENCHMARKS.md
+    python bench.py --quick                  # a few minutes on 2 cores; prints the tables, updates BENCHMARKS.md
     python bench.py                          # more tracks and longer timing windows
     python bench.py --device cpu --output '' # CPU rows only, print without writing BENCHMARKS.md
     python bench.py --help                   # every option and its default
@@ -33,6 +33,8 @@ Everything is measured in this one run, on synthetic demo MP3s that the script g
   use no disk; deleted afterwards) read through the same FeatureCache/ClipDataset/DataLoader path.
 
 Timings depend on what else the machine runs; BENCHMARKS.md records the machine and the command.
+bench.py owns only the part of BENCHMARKS.md between its markers (REPORT_BEGIN, REPORT_END) and rewrites
+just that; the text around it (the title, the hand-written notes) is kept as it is (update_report).
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import platform
+import re
 import resource
 import shutil
 import subprocess
@@ -471,11 +474,52 @@ def report(args, results: dict) -> str:
 
 DOC_HEAD = """# Benchmarks
 
-Written by `python bench.py` (see its docstring for what each number means); every number below
-comes from the run named under "Command". Re-run it to measure your machine; `--device cuda` on a
-GPU machine adds the GPU rows.
+The part between the `bench.py` markers is written by `python bench.py` (see its docstring for what
+each number means); every number in it comes from the run named under "Command". Re-run it to
+measure your machine; `--device cuda` on a GPU machine adds the GPU rows. Text outside the markers
+is yours: reruns keep it.
 
 """
+BEGIN, END = "<!-- bench.py: begin report", "<!-- bench.py: end report"  # how the marker lines start
+REPORT_BEGIN = f"{BEGIN} (rewritten by python bench.py up to the end marker; edit outside) -->"
+REPORT_END = f"{END} -->"
+
+
+def update_report(path: Path, text: str) -> str:
+    """Put the report `text` into the Markdown file `path` between its marker lines (REPORT_BEGIN and
+    REPORT_END; recognised by how they start, BEGIN and END), leaving every byte outside them as it was.
+    A missing file is created (DOC_HEAD, then the report between markers); a file without markers gets
+    them, with the report, appended at its end. Returns 'created', 'appended' or 'updated'. Malformed
+    markers (one missing, repeated, or the end first) raise ValueError and leave the file untouched."""
+    path = Path(path)
+    old = ""
+    if path.exists():
+        with open(path, newline="") as f:  # newline="": a CRLF file stays CRLF, byte for byte
+            old = f.read()
+    nl = "\r\n" if "\r\n" in old else "\n"
+    block = f"\n{text.strip()}\n\n".replace("\n", nl)  # blank lines keep the markers apart from the tables
+    begins, ends = _marker_lines(old, BEGIN), _marker_lines(old, END)
+    if not path.exists():
+        new, done = f"{DOC_HEAD}{REPORT_BEGIN}\n{block}{REPORT_END}\n", "created"
+    elif not begins and not ends:
+        sep = "" if not old or old.endswith(nl * 2) else nl if old.endswith(nl) else nl * 2
+        new, done = f"{old}{sep}{REPORT_BEGIN}{nl}{block}{REPORT_END}{nl}", "appended"
+    elif len(begins) == len(ends) == 1 and begins[0][1] <= ends[0][0]:
+        new, done = old[:begins[0][1]] + block + old[ends[0][0]:], "updated"
+    else:
+        order = " (the end marker first)" if len(begins) == len(ends) == 1 else ""
+        raise ValueError(f"{path}: expected one line starting {BEGIN!r} and, after it, one line starting {END!r}; "
+                         f"found {len(begins)} and {len(ends)}{order}. Fix the markers by hand; nothing was written")
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        f.write(new)
+    os.replace(tmp, path)
+    return done
+
+
+def _marker_lines(text: str, start: str) -> list[tuple[int, int]]:
+    """(offset of the line, offset after its newline) of each line of `text` that starts with `start`."""
+    return [(m.start(), m.end()) for m in re.finditer(rf"^{re.escape(start)}\b.*(?:\n|$)", text, flags=re.M)]
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -524,7 +568,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the demo MP3s are kept between runs (caches built from them are deleted)")
     p.add_argument("--tmp-dir", default=tempfile.gettempdir(),
                    help="where the sparse fma_large-sized cache is written (deleted afterwards)")
-    p.add_argument("--output", default="BENCHMARKS.md", help="Markdown file to write ('' = print only)")
+    p.add_argument("--output", default="BENCHMARKS.md",
+                   help="Markdown file whose part between the bench.py markers is rewritten (created when "
+                        "missing; text outside the markers is kept; '' = print only)")
     return p
 
 
@@ -623,8 +669,12 @@ def main(argv=None) -> int:
     text = report(args, results)
     print("\n" + text)
     if args.output:
-        Path(args.output).write_text(DOC_HEAD + text)
-        print(f"wrote {args.output}")
+        try:
+            done = update_report(Path(args.output), text)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(f"{done} the bench.py part of {args.output}")
     return 0
 
 

@@ -20,12 +20,20 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional, get_args, get_origin, get_type_hints
+from typing import Any, Callable, Optional, get_args, get_origin, get_type_hints
 
 
-def opt(default: Any, help: str, choices: Optional[tuple] = None, flag: bool = False):
-    """A dataclass field with its help text (and choices) attached."""
+def opt(default: Any, help: str, choices: Optional[tuple | Callable[[], tuple]] = None, flag: bool = False):
+    """A dataclass field with its help text (and choices: a tuple, or a function returning one, called when
+    the parser is built) attached."""
     return field(default=default, metadata={"help": help, "choices": choices, "flag": flag})
+
+
+def model_names() -> tuple:
+    """The names in the model registry (models.MODELS), for --model's choices. Imported only when the
+    parser is built: models imports torch, which `import config` must not pay for."""
+    from models import MODELS
+    return tuple(MODELS)
 
 
 FEATURE_PARAMS = ("sample_rate", "n_fft", "hop_length", "n_mels", "f_min", "f_max")  # see AudioConfig.features
@@ -92,11 +100,11 @@ class RunConfig:
                                "of their (rarest) genre",
                        choices=("none", "weights", "sampler"))
     # model
-    model: str = opt("shortchunk_res", "model name (see models.MODELS): cnn1d, cnn2d, crnn, shortchunk_res, "
-                                       "musicnn. A model's own audio parameters (musicnn: 16 kHz, n_fft 512, hop "
-                                       "256, 96 mels) are the run's defaults; one that takes log-mel dB as it is "
-                                       "(musicnn) gets mean 0 / std 1 instead of the training split's per-band "
-                                       "statistics")
+    model: str = opt("shortchunk_res", "model, one of the registry models.MODELS. A model's own audio "
+                                       "parameters (musicnn: 16 kHz, n_fft 512, hop 256, 96 mels) are the run's "
+                                       "defaults; one that takes log-mel dB as it is (musicnn) gets mean 0 / std 1 "
+                                       "instead of the training split's per-band statistics",
+                     choices=model_names)
     width: Optional[int] = opt(None, "channels of the model's first stage (default: the model's own)")
     dropout: Optional[float] = opt(None, "dropout before the classifier, 0-1 (default: the model's own)")
     init: Optional[str] = opt(None, "a checkpoint whose weights initialise the model: any checkpoint of the same "
@@ -128,6 +136,13 @@ class RunConfig:
     # execution
     device: str = opt("auto", "where to train: auto picks cuda when available", choices=("auto", "cpu", "cuda"))
     loader_workers: Optional[int] = opt(None, "DataLoader processes (default: 0 on CPU, 4 on CUDA)")
+    threads: Optional[int] = opt(None, "CPU threads of torch's kernels (default: torch's own, the cores). The "
+                                       "count used is recorded in config.json and kept by --resume: a seed "
+                                       "reproduces a run bit for bit on the same machine, torch build and "
+                                       "thread count")
+    deterministic: bool = opt(True, "torch's deterministic algorithms (a warning where an op has none) and, on "
+                                    "CUDA, cuDNN without autotuning; --no-deterministic may be faster on GPUs",
+                              flag=True)
     amp: bool = opt(True, "mixed precision on CUDA (no effect on CPU)", flag=True)
     compile: bool = opt(False, "torch.compile the model (slow first steps; pays off over long CUDA runs)",
                         flag=True)
@@ -137,18 +152,50 @@ class RunConfig:
     wandb: str = opt("offline", "Weights & Biases: offline (local files, no account), online, disabled "
                                 "(writes nothing)", choices=("offline", "online", "disabled"))
     wandb_project: str = opt("fma-genre", "Weights & Biases project name")
+    quiet: bool = opt(False, "no progress bars (the one line per epoch stays); bars are shown only when "
+                             "stderr is a terminal anyway", flag=True)
     resume: Optional[str] = opt(None, "continue a run from its directory or last.pt (--epochs may extend it)")
     evaluate_only: bool = opt(False, "evaluate --checkpoint on the test split and stop", flag=True)
-    checkpoint: Optional[str] = opt(None, "checkpoint for --evaluate-only (a .pt file or a run directory)")
+    checkpoint: Optional[list[str]] = opt(None, "checkpoint(s) for --evaluate-only (.pt files or run directories); "
+                                                "several (--checkpoint A B, or the option repeated) are evaluated as "
+                                                "an ensemble: the mean of their probabilities")
+    # uncertainty
+    bootstrap: int = opt(1000, "bootstrap resamples of the test tracks for the percentile confidence intervals "
+                               "of the test metrics in results.json (0 = no intervals)")
+    ci_level: float = opt(0.95, "confidence level of those intervals")
+    seeds: str = opt("", "comma-separated seeds, e.g. 0,1,2: one run per seed into OUT/seed-K/ (each exactly "
+                         "--seed K --out OUT/seed-K; OUT is --out, or runs/NAME, NAME = --name or "
+                         "MODEL-SUBSET-seeds0-1-2), then OUT/aggregate.json with each seed's test numbers and "
+                         "their mean and std; a rerun skips the seeds that have a results.json. Not with "
+                         "--resume or --evaluate-only (default: empty, a single run)")
 
 
 def _parse_type(tp):
-    """argparse conversion for a field annotation such as `int` or `Optional[float]`."""
-    if get_origin(tp) is not None:  # Optional[X] -> X
+    """argparse conversion for a field annotation such as `int` or `Optional[float]` (for a list field,
+    `Optional[list[str]]`, the conversion of one item)."""
+    if get_origin(tp) is not None and get_origin(tp) is not list:  # Optional[X] -> X
         tp = next(a for a in get_args(tp) if a is not type(None))
+    if get_origin(tp) is list:  # list[X] -> X
+        tp = get_args(tp)[0]
     if tp is bool:
         return lambda s: s.lower() in ("1", "true", "yes", "on")
     return tp
+
+
+def _choice(name: str, parse: Callable, choices: tuple) -> Callable:
+    """argparse conversion of an enumerated option: `parse`, then 'unknown model 'x': choose from ...'."""
+    def convert(text: str):
+        value = parse(text)
+        if value not in choices:
+            raise argparse.ArgumentTypeError(f"unknown {name.replace('_', ' ')} {text!r}: choose from "
+                                             f"{', '.join(map(str, choices))}")
+        return value
+    return convert
+
+
+def _is_list(tp) -> bool:
+    """A list field (`Optional[list[str]]`): several values on the command line, a list in a preset."""
+    return get_origin(tp) is list or any(get_origin(a) is list for a in get_args(tp))
 
 
 def build_parser(description: str = "") -> argparse.ArgumentParser:
@@ -162,11 +209,19 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
             name = "--" + f.name.replace("_", "-")
             meta = f.metadata
             text = meta["help"] if "(default:" in meta["help"] else f"{meta['help']} (default: {f.default})"
+            choices = meta.get("choices")
+            choices = tuple(choices()) if callable(choices) else choices
             if meta.get("flag"):
                 group.add_argument(name, action=argparse.BooleanOptionalAction, default=None, help=text)
+            elif choices:  # an enumerated option shows its choices: --model {cnn1d,cnn2d,...}
+                group.add_argument(name, type=_choice(f.name, _parse_type(hints[f.name]), choices), default=None,
+                                   choices=choices, metavar="{" + ",".join(choices) + "}", help=text)
+            elif _is_list(hints[f.name]):  # --name A B, and repeated: --name A --name B
+                group.add_argument(name, type=_parse_type(hints[f.name]), default=None, nargs="+", action="extend",
+                                   metavar=f.name.upper(), help=text)
             else:
-                group.add_argument(name, type=_parse_type(hints[f.name]), default=None,
-                                   choices=meta.get("choices"), metavar=f.name.upper(), help=text)
+                group.add_argument(name, type=_parse_type(hints[f.name]), default=None, metavar=f.name.upper(),
+                                   help=text)
     return parser
 
 
@@ -195,6 +250,9 @@ def load_config(argv=None, description: str = "") -> tuple[RunConfig, AudioConfi
     if unknown:
         raise SystemExit(f"error: unknown option(s) in {args.config}: {', '.join(unknown)}")
     values.update({k: v for k, v in vars(args).items() if v is not None})
+    hints = get_type_hints(RunConfig)
+    for name in [k for k in values if k in hints and _is_list(hints[k]) and isinstance(values[k], str)]:
+        values[name] = [values[name]]  # a preset's single value of a list option
     run = RunConfig(**{f.name: values[f.name] for f in fields(RunConfig) if f.name in values})
     audio = AudioConfig(**{f.name: values[f.name] for f in fields(AudioConfig) if f.name in values})
     return run, audio, set(values)

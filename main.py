@@ -25,6 +25,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -34,14 +35,15 @@ import torch.nn.functional as F
 
 from config import AudioConfig, RunConfig, load_config
 from models import MODELS, ModelConfig, build_model, count_parameters
-from models_utils import (CheckpointError, accelerate, load_backbone, load_checkpoint, pick_device, rng_state,
-                          save_checkpoint, seed_everything, set_rng_state)
-from test import evaluate, plot_auc_vs_count, plot_confusion, plot_curves
+from models_utils import (CheckpointError, accelerate, bootstrap_metrics, load_backbone, load_checkpoint,
+                          make_reproducible, pick_device, rng_state, save_checkpoint, seed_everything, set_rng_state)
+from test import (average_probs, ensemble_mismatch, evaluate, plot_auc_vs_count, plot_confusion, plot_curves,
+                  score)
 from train import Augment, train_one_epoch
 from utils import (ClipDataset, DataError, audio_path, band_stats, find_audio_dir, genre_vocabulary, load_metadata,
                    multi_hot, prepare_cache)
 
-RESUME_OVERRIDES = ("epochs", "device", "loader_workers", "workers", "wandb", "amp", "compile")  # allowed to change on resume
+RESUME_OVERRIDES = ("epochs", "device", "loader_workers", "workers", "threads", "wandb", "amp", "compile", "quiet")  # allowed to change on resume
 
 
 def prepare(run: RunConfig, audio: AudioConfig):
@@ -260,42 +262,111 @@ def public(metrics: dict) -> dict:
 
 
 def test_report(model, state: dict, cache, classes, splits, run: RunConfig, device, out: Path) -> dict:
-    """Evaluate on the test split; write test_files.txt and confusion_matrix.png (top) or
-    per_genre_auc.csv and auc_vs_train_count.png (all, at the threshold tuned on validation) into
-    `out`; return what results.json gets."""
-    multilabel = state.get("target", "top") == "all"
+    """Evaluate on the test split; write test_files.txt, test_predictions.csv and confusion_matrix.png
+    (top) or per_genre_auc.csv and auc_vs_train_count.png (all, at the threshold tuned on validation)
+    into `out`; return what results.json gets, with `--bootstrap` confidence intervals under test.ci."""
     rows, targets = splits["test"]
-    audio_dir = find_audio_dir(run.data_dir, run.subset)
-    (out / "test_files.txt").write_text("".join(
-        f"{audio_path(audio_dir, tid)}\n" for tid in cache.index["track_id"].to_numpy()[rows]))
+    track_ids = cache.index["track_id"].to_numpy()[rows]
+    write_test_files(track_ids, run, out)
     results = {"model": state["model_config"]["name"], "parameters": count_parameters(model, trainable_only=False),
                "best_epoch": state["epoch"], "classes": classes, "test_tracks": int(len(rows)),
-               "machine": machine()}
-    if multilabel:
-        results.update(target="all", genres={k: state["genres"][k] for k in ("ids", "titles", "parents", "paths")})
+               "machine": machine(), **vocabulary_fields(state)}
     if len(rows) == 0:
         print("no test tracks in this data: test report skipped")
         results["test"] = None
         return results
+    metrics = member_metrics(model, state, cache, rows, targets, classes, run, device)
+    return report_test(results, metrics, state, track_ids, run, out, f"best epoch {state['epoch']}")
+
+
+def write_test_files(track_ids, run: RunConfig, out: Path) -> None:
+    """test_files.txt: the audio path of each test track (for pre_trained_models.py @FILE)."""
+    audio_dir = find_audio_dir(run.data_dir, run.subset)
+    (out / "test_files.txt").write_text("".join(f"{audio_path(audio_dir, tid)}\n" for tid in track_ids))
+
+
+def vocabulary_fields(state: dict) -> dict:
+    """results.json's target and genre vocabulary of a multi-label checkpoint; {} for --target top."""
+    if state.get("target", "top") != "all":
+        return {}
+    return {"target": "all", "genres": {k: state["genres"][k] for k in ("ids", "titles", "parents", "paths")}}
+
+
+def member_metrics(model, state: dict, cache, rows, targets, classes, run: RunConfig, device) -> dict:
+    """test.evaluate of a checkpoint's model on `rows` of its cache, with the checkpoint's windows
+    (crop_frames, eval_crops), normalisation and (multi-label) validation threshold."""
     loader = make_loader(cache, rows, targets, state["mean"].numpy(), state["std"].numpy(), run, device,
                          state["crop_frames"], eval_crops=state["eval_crops"])
-    metrics = evaluate(model, loader, device, classes, run.amp, multilabel, threshold=state.get("threshold", 0.5))
-    results["test"] = public(metrics)
+    return evaluate(model, loader, device, classes, run.amp, state.get("target", "top") == "all",
+                    threshold=state.get("threshold", 0.5), progress=not run.quiet)
+
+
+def with_intervals(metrics: dict, multilabel: bool, run: RunConfig) -> dict:
+    """results.json's test entry: the metrics without per-clip arrays, with `--bootstrap` intervals (ci)."""
+    test = public(metrics)
+    if run.bootstrap > 0:
+        test["ci"] = bootstrap_metrics(metrics["y_true"], metrics["probs"], multilabel, metrics.get("threshold", 0.5),
+                                       n=run.bootstrap, level=run.ci_level)
+    return test
+
+
+def report_test(results: dict, metrics: dict, state: dict, track_ids, run: RunConfig, out: Path, about: str) -> dict:
+    """results["test"] from `metrics` (with intervals), test_predictions.csv, the plots and the console
+    line of a test report (one checkpoint's, or an ensemble's); `state` gives the genre vocabulary."""
+    multilabel, classes = results.get("target") == "all", results["classes"]
+    results["test"] = test = with_intervals(metrics, multilabel, run)
+    write_predictions(out / "test_predictions.csv", track_ids, metrics, classes, multilabel)
     if multilabel:
         results["_per_genre"] = _multilabel_outputs(metrics, state, results["model"], out)
-        print(f"test: macro ROC-AUC {metrics['macro_roc_auc']:.4f}  micro ROC-AUC {metrics['micro_roc_auc']:.4f}  "
-              f"macro PR-AUC (AP) {metrics['macro_ap']:.4f}  micro-F1 {metrics['micro_f1']:.4f} at threshold "
-              f"{metrics['threshold']:.2f}  ({len(rows)} tracks, {metrics['scored_genres']} of {len(classes)} genres "
-              f"scored, best epoch {state['epoch']})")
-        if metrics["dropped"]:
-            print(f"not scored (no positive or no negative test track): {', '.join(metrics['dropped'])}")
     else:
         plot_confusion(metrics["confusion_matrix"], classes, out / "confusion_matrix.png",
                        f"{results['model']} test: acc {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
         results["_y"] = (metrics["y_true"], metrics["probs"].argmax(1))
-        print(f"test: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
-              f"({len(rows)} tracks, best epoch {state['epoch']})")
+    print(test_line("test", metrics, test, multilabel, about))
+    if multilabel and metrics["dropped"]:
+        print(f"not scored (no positive or no negative test track): {', '.join(metrics['dropped'])}")
     return results
+
+
+def test_line(label: str, metrics: dict, test: dict, multilabel: bool, about: str) -> str:
+    """'LABEL: accuracy ... macro-F1 ... (N tracks, ABOUT, intervals)' (multi-label: ROC-AUC, AP, F1)."""
+    ci = functools.partial(_ci_text, test)
+    n, n_classes = metrics["probs"].shape
+    if multilabel:
+        return (f"{label}: macro ROC-AUC {metrics['macro_roc_auc']:.4f}{ci('macro_roc_auc')}  micro ROC-AUC "
+                f"{metrics['micro_roc_auc']:.4f}  macro PR-AUC (AP) {metrics['macro_ap']:.4f}{ci('macro_ap')}  "
+                f"micro-F1 {metrics['micro_f1']:.4f}{ci('micro_f1')} at threshold {metrics['threshold']:.2f}  "
+                f"({n} tracks, {metrics['scored_genres']} of {n_classes} genres scored, {about}{ci('level')})")
+    return (f"{label}: accuracy {metrics['accuracy']:.4f}{ci('accuracy')}  macro-F1 {metrics['macro_f1']:.4f}"
+            f"{ci('macro_f1')}  ({n} tracks, {about}{ci('level')})")
+
+def _ci_text(test: dict, key: str) -> str:
+    """' [low, high]' of a test metric's interval (or, for key 'level', ', 95% bootstrap intervals');
+    '' without intervals."""
+    ci = test.get("ci")
+    if not ci:
+        return ""
+    if key == "level":
+        return f", {ci['level']:.0%} bootstrap intervals of {ci['resamples']} resamples"
+    low, high = ci[key]
+    return "" if low is None else f" [{low:.3f}, {high:.3f}]"
+
+
+def write_predictions(path: Path, track_ids, metrics: dict, classes: list[str], multilabel: bool) -> None:
+    """test_predictions.csv: one row per test track: track_id, true and predicted label (multi-label: the
+    genres, '|'-separated, true / at the decision threshold) and each class's probability (p_CLASS)."""
+    probs = metrics["probs"]
+    if multilabel:
+        names = np.array(classes, dtype=object)
+        true = ["|".join(names[y > 0]) for y in metrics["y_true"]]
+        pred = ["|".join(names[p >= metrics["threshold"]]) for p in probs]
+    else:
+        true, pred = [classes[i] for i in metrics["y_true"]], [classes[i] for i in probs.argmax(1)]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["track_id", "true", "predicted", *(f"p_{c}" for c in classes)])
+        for tid, t, p, row in zip(track_ids, true, pred, probs):
+            writer.writerow([int(tid), t, p, *(f"{x:.6f}" for x in row)])
 
 
 def _multilabel_outputs(metrics: dict, state: dict, model_name: str, out: Path) -> list[dict]:
@@ -324,31 +395,120 @@ def write_results(results: dict, out: Path) -> None:
 
 
 def evaluate_only(run: RunConfig, given: set) -> int:
+    """--evaluate-only: the test report of one --checkpoint (into RUN_DIR/evaluate/), or of the
+    ensemble of several (evaluate_ensemble); --out replaces the folder."""
     if not run.checkpoint:
         print("error: --evaluate-only needs --checkpoint PATH", file=sys.stderr)
         return 2
     try:
-        state = load_checkpoint(run.checkpoint)
+        states = [load_checkpoint(path) for path in run.checkpoint]
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    audio = AudioConfig(**state["audio"])
     device = pick_device(run.device)
     run = demo_if_no_fma(run, given)
-    cache = prepare(run, audio)
-    classes, splits, _ = make_targets(state.get("target", "top"), run, cache, state)
-    model = build_model(ModelConfig(**state["model_config"])).to(device)
-    model.load_state_dict(state["model"])
-    if "eval_crops" in given and state["crop_frames"]:  # the one evaluation setting that may change
-        state["eval_crops"] = run.eval_crops
-    ckpt = Path(run.checkpoint)
-    out = Path(run.out) if run.out else (ckpt if ckpt.is_dir() else ckpt.parent) / "evaluate"
-    out.mkdir(parents=True, exist_ok=True)
-    results = test_report(model, state, cache, classes, splits, run, device, out)
+    out = evaluate_out(run)
+    if len(states) > 1:
+        results = evaluate_ensemble(run.checkpoint, states, run, given, device, out)
+    else:
+        model, cache, classes, splits = load_member(states[0], run, given, device)
+        out.mkdir(parents=True, exist_ok=True)
+        results = test_report(model, states[0], cache, classes, splits, run, device, out)
     write_results(results, out)
     print(f"wrote {out / 'results.json'}")
     return 0
 
+
+def evaluate_out(run: RunConfig) -> Path:
+    """--out, else RUN_DIR/evaluate for one checkpoint, and for an ensemble ensemble-A+B beside the
+    first member's run directory (runs/X/seed-0 and runs/X/seed-1 -> runs/X/ensemble-seed-0+seed-1)."""
+    dirs = [p if p.is_dir() else p.parent for p in map(Path, run.checkpoint)]
+    if run.out:
+        return Path(run.out)
+    if len(dirs) == 1:
+        return dirs[0] / "evaluate"
+    return dirs[0].parent / ("ensemble-" + "+".join(d.name for d in dirs))
+
+
+def load_member(state: dict, run: RunConfig, given: set, device):
+    """(model on `device`, cache, classes, splits) of a checkpoint: the log-mel cache of its own audio
+    parameters (built when missing) and its classes' targets; --eval-crops, when given, replaces its
+    number of evaluation crops (the one evaluation setting that may change)."""
+    cache = prepare(run, AudioConfig(**state["audio"]))
+    classes, splits, _ = make_targets(state.get("target", "top"), run, cache, state)
+    model = build_model(ModelConfig(**state["model_config"])).to(device)
+    model.load_state_dict(state["model"])
+    if "eval_crops" in given and state["crop_frames"]:
+        state["eval_crops"] = run.eval_crops
+    return model, cache, classes, splits
+
+
+def evaluate_ensemble(paths: list[str], states: list[dict], run: RunConfig, given: set, device, out: Path) -> dict:
+    """The test report of the mean of several checkpoints' probabilities (test.average_probs); each
+    member is evaluated with its own audio parameters (its own cache), windows and normalisation.
+
+    Members must agree on what their probabilities mean (test.ensemble_mismatch: a ValueError names
+    the difference). They are scored on the test tracks every one of them has: a track that failed in
+    one member's cache is left out of all, and counted. A multi-label ensemble's decision threshold is
+    the mean of its members' validation thresholds. results.json: the ensemble's metrics and intervals
+    under test (as for one checkpoint), and each member's, on the same tracks and bootstrap resamples,
+    under members."""
+    problem = ensemble_mismatch(list(zip(paths, states)))
+    if problem:
+        raise ValueError(problem)
+    multilabel = states[0].get("target", "top") == "all"
+    members, track_ids, evaluated = [], [], []
+    for path, state in zip(paths, states):
+        model, cache, classes, splits = load_member(state, run, given, device)
+        rows, targets = splits["test"]
+        track_ids.append(cache.index["track_id"].to_numpy()[rows])
+        evaluated.append(member_metrics(model, state, cache, rows, targets, classes, run, device))
+        members.append({"checkpoint": str(path), "model": state["model_config"]["name"],
+                        "parameters": count_parameters(model, trainable_only=False), "best_epoch": state["epoch"],
+                        "audio": state["audio"], "crop_frames": state["crop_frames"],
+                        "eval_crops": state["eval_crops"], "test_tracks": int(len(rows))})
+    common = shared_tracks(paths, track_ids, members)
+    out.mkdir(parents=True, exist_ok=True)
+    write_test_files(common, run, out)
+    results = {"model": "ensemble", "parameters": sum(m["parameters"] for m in members), "classes": classes,
+               "test_tracks": int(len(common)), "machine": machine(), **vocabulary_fields(states[0]),
+               "members": members}
+    if len(common) == 0:
+        print("no test tracks shared by every member: test report skipped")
+        results["test"] = None
+        return results
+    aligned = [aligned_rows(ids, common, metrics) for ids, metrics in zip(track_ids, evaluated)]
+    y = aligned[0][1]
+    if any(not np.array_equal(y, theirs) for _, theirs in aligned):
+        raise ValueError("members disagree on the true genres of their test tracks: not the same metadata")
+    thresholds = [float(s.get("threshold", 0.5)) for s in states]
+    for member, (probs, _), threshold in zip(members, aligned, thresholds):
+        metrics = score(y, probs, classes, multilabel, threshold)
+        member["test"] = with_intervals(metrics, multilabel, run)
+        print(test_line(f"member {member['checkpoint']}", metrics, member["test"], multilabel,
+                        f"best epoch {member['best_epoch']}"))
+    ensemble = score(y, average_probs([p for p, _ in aligned]), classes, multilabel, float(np.mean(thresholds)))
+    return report_test(results, ensemble, states[0], common, run, out, f"mean of {len(states)} members")
+
+
+def shared_tracks(paths: list[str], track_ids: list[np.ndarray], members: list[dict]) -> np.ndarray:
+    """The test tracks every member has (in the first member's order); each member's left_out_tracks
+    counts the others, and the console says how many were left out."""
+    common = track_ids[0][np.all([np.isin(track_ids[0], ids) for ids in track_ids], axis=0)]
+    for member, ids in zip(members, track_ids):
+        member["left_out_tracks"] = int(len(ids) - len(common))
+    lost = [f"{p}: {m['left_out_tracks']}" for p, m in zip(paths, members) if m["left_out_tracks"]]
+    if lost:
+        print(f"left out the test tracks that not every member could decode ({', '.join(lost)}); "
+              f"{len(common)} tracks remain")
+    return common
+
+
+def aligned_rows(ids: np.ndarray, common: np.ndarray, metrics: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A member's (probs, y_true) rows of the `common` track ids, in that order."""
+    where = {int(t): i for i, t in enumerate(ids)}
+    idx = np.array([where[int(t)] for t in common], dtype=np.int64)
+    return metrics["probs"][idx], metrics["y_true"][idx]
 
 def model_audio(run: RunConfig, audio: AudioConfig, given: set) -> AudioConfig:
     """The model's own audio parameters (its class's `audio`, e.g. musicnn's 16 kHz / 96 mels) as the
@@ -396,7 +556,11 @@ def initialise(model, init: dict, run: RunConfig, classes: list[str]) -> dict:
             **({"pretrained": init["pretrained"]} if "pretrained" in init else {})}
 
 
-def train(run: RunConfig, audio: AudioConfig, given: set) -> int:
+def train(run: RunConfig, audio: AudioConfig, given: set,
+          on_epoch: Callable[[int, dict], None] | None = None) -> int:
+    """Train one run (main.py without --seeds). `on_epoch(epoch, row)`, if given, is called after each
+    epoch's metrics.csv row is logged and its checkpoints are saved; an exception it raises ends the
+    run (W&B closed, checkpoints kept)."""
     resume = None
     if run.resume:
         path = Path(run.resume)
@@ -409,6 +573,7 @@ def train(run: RunConfig, audio: AudioConfig, given: set) -> int:
         raise ValueError("--freeze-backbone needs --init PATH: it trains the head on the backbone's pretrained weights")
     init = load_init(run, audio) if run.init and not resume else None  # a resumed run's weights come from last.pt
     device = pick_device(run.device)
+    run = replace(run, threads=make_reproducible(run.threads, run.deterministic, device))  # recorded, kept on resume
     cache = prepare(run, audio)
     multilabel = run.target == "all"
     classes, splits, vocab = make_targets(run.target, run, cache, resume)
@@ -492,49 +657,55 @@ def train(run: RunConfig, audio: AudioConfig, given: set) -> int:
 
     per_step_schedule = scheduler if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR) else None
     started = time.perf_counter()
-    for epoch in range(start_epoch, run.epochs + 1):
-        seed_everything(run.seed * 1000 + epoch)  # each epoch's shuffling, crops and masks are reproducible
-        generator.manual_seed(run.seed * 1000 + epoch)
-        tr = train_one_epoch(model, loader, optimizer, device, loss_fn=loss_fn, augment=augment,
-                             scheduler=per_step_schedule, amp=run.amp, scaler=scaler, on_step=on_step)
-        va = evaluate(model, val_loader, device, classes, run.amp, multilabel) if val_loader else None
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(va["loss"] if va else tr["loss"])
-        elif scheduler is not None and per_step_schedule is None:
-            scheduler.step()
-        metric = selection_metric(tr, va, multilabel)
-        is_best = metric > best
-        best = max(best, metric)
-        if multilabel:
-            threshold = va["threshold"] if va else 0.5  # saved with the epoch's weights, applied to test
-        measured = {"train_accuracy": tr["accuracy"]} if not multilabel else {}  # no accuracy for multi-hot targets
-        measured.update({f"val_{k}": va[k] if va else float("nan")
-                         for k in ("loss",) + (MULTILABEL_EPOCH if multilabel else ("accuracy", "macro_f1"))})
-        row = {"epoch": epoch, "train_loss": tr["loss"], **measured, "lr": optimizer.param_groups[0]["lr"],
-               "seconds": tr["seconds"], "clips_per_s": tr["clips_per_s"]}
-        history.append(row)
-        logger.epoch(step, row, history)
-        save_checkpoint(out / "last.pt", state_at(epoch))
-        if is_best:
-            save_checkpoint(out / "best.pt", state_at(epoch))
-        scores = (f"train loss {tr['loss']:.4f}  |  val loss {row['val_loss']:.4f} ROC-AUC {row['val_macro_roc_auc']:.3f} "
-                  f"AP {row['val_macro_ap']:.3f} micro-F1 {row['val_micro_f1']:.3f}" if multilabel else
-                  f"train loss {tr['loss']:.4f} acc {tr['accuracy']:.3f}  |  "
-                  f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f} F1 {row['val_macro_f1']:.3f}")
-        print(f"epoch {epoch:3d}/{run.epochs}  {scores}  |  "
-              f"{tr['seconds']:.1f} s, {tr['clips_per_s']:.0f} clips/s{'  *' if is_best else ''}", flush=True)
-    wall = time.perf_counter() - started
+    try:  # the W&B run is closed however train() ends (an exception, a pruned trial of tune.py)
+        for epoch in range(start_epoch, run.epochs + 1):
+            seed_everything(run.seed * 1000 + epoch)  # each epoch's shuffling, crops and masks are reproducible
+            generator.manual_seed(run.seed * 1000 + epoch)
+            tr = train_one_epoch(model, loader, optimizer, device, loss_fn=loss_fn, augment=augment,
+                                 scheduler=per_step_schedule, amp=run.amp, scaler=scaler, on_step=on_step,
+                                 progress=not run.quiet)
+            va = (evaluate(model, val_loader, device, classes, run.amp, multilabel, progress=not run.quiet)
+                  if val_loader else None)
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(va["loss"] if va else tr["loss"])
+            elif scheduler is not None and per_step_schedule is None:
+                scheduler.step()
+            metric = selection_metric(tr, va, multilabel)
+            is_best = metric > best
+            best = max(best, metric)
+            if multilabel:
+                threshold = va["threshold"] if va else 0.5  # saved with the epoch's weights, applied to test
+            measured = {"train_accuracy": tr["accuracy"]} if not multilabel else {}  # no accuracy for multi-hot targets
+            measured.update({f"val_{k}": va[k] if va else float("nan")
+                             for k in ("loss",) + (MULTILABEL_EPOCH if multilabel else ("accuracy", "macro_f1"))})
+            row = {"epoch": epoch, "train_loss": tr["loss"], **measured, "lr": optimizer.param_groups[0]["lr"],
+                   "seconds": tr["seconds"], "clips_per_s": tr["clips_per_s"]}
+            history.append(row)
+            logger.epoch(step, row, history)
+            if is_best:  # best.pt before last.pt: once last.pt claims this epoch, best.pt holds its weights
+                save_checkpoint(out / "best.pt", state_at(epoch))
+            save_checkpoint(out / "last.pt", state_at(epoch))
+            scores = (f"train loss {tr['loss']:.4f}  |  val loss {row['val_loss']:.4f} ROC-AUC {row['val_macro_roc_auc']:.3f} "
+                      f"AP {row['val_macro_ap']:.3f} micro-F1 {row['val_micro_f1']:.3f}" if multilabel else
+                      f"train loss {tr['loss']:.4f} acc {tr['accuracy']:.3f}  |  "
+                      f"val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f} F1 {row['val_macro_f1']:.3f}")
+            print(f"epoch {epoch:3d}/{run.epochs}  {scores}  |  "
+                  f"{tr['seconds']:.1f} s, {tr['clips_per_s']:.0f} clips/s{'  *' if is_best else ''}", flush=True)
+            if on_epoch is not None:  # e.g. tune.py: report to Optuna, raise optuna.TrialPruned to stop
+                on_epoch(epoch, row)
+        wall = time.perf_counter() - started
 
-    plot_curves(history, out / "curves.png", "macro_roc_auc" if multilabel else "accuracy")
-    best_state = load_checkpoint(out / "best.pt", map_location=device)
-    model.load_state_dict(best_state["model"])
-    results = test_report(model, best_state, cache, classes, splits, run, device, out)
-    results.update({"epochs": run.epochs, "train_seconds": round(wall, 1),
-                    ("val_macro_roc_auc" if multilabel else "val_accuracy"):
-                        best if splits["validation"][0].size else None})
-    write_results(results, out)
-    logger.final(step, results, classes, out)
-    logger.close()
+        plot_curves(history, out / "curves.png", "macro_roc_auc" if multilabel else "accuracy")
+        best_state = load_checkpoint(out / "best.pt", map_location=device)
+        model.load_state_dict(best_state["model"])
+        results = test_report(model, best_state, cache, classes, splits, run, device, out)
+        results.update({"epochs": run.epochs, "train_seconds": round(wall, 1),
+                        ("val_macro_roc_auc" if multilabel else "val_accuracy"):
+                            best if splits["validation"][0].size else None})
+        write_results(results, out)
+        logger.final(step, results, classes, out)
+    finally:
+        logger.close()
     print(f"wrote {out}/: {', '.join(sorted(p.name for p in out.iterdir() if p.is_file()))}")
     return 0
 
@@ -545,11 +716,98 @@ def demo_if_no_fma(run: RunConfig, given: set) -> RunConfig:
     if "data_dir" in given or (Path(run.data_dir) / "fma_metadata" / "tracks.csv").is_file():
         return run
     demo = Path(run.data_dir) / "demo"
-    print(f"no FMA in {run.data_dir}/ (get it with `bash download_data.sh small`): "
+    print(f"no FMA in {run.data_dir}/ (get it with `bash download_data.sh {run.subset}`): "
           f"using the synthetic demo set {demo}/ (demo numbers are not FMA numbers)")
     import demo_data
     demo_data.main(["--out", str(demo)])  # does nothing when the set is already there
     return replace(run, data_dir=str(demo))
+
+
+SEED_METRICS = {"top": ("accuracy", "macro_f1"), "all": ("macro_roc_auc", "macro_ap", "micro_f1", "macro_f1")}
+METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "macro_roc_auc": "macro ROC-AUC",
+                "macro_ap": "macro PR-AUC", "micro_f1": "micro-F1"}
+
+
+def seed_list(value) -> list[int]:
+    """--seeds '0,1,2' (or a preset's list [0, 1, 2]) -> [0, 1, 2]; empty -> [] (a single run)."""
+    if value is None or value == "":
+        return []
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    try:
+        seeds = [int(str(s).strip()) for s in items]
+    except ValueError:
+        raise ValueError(f"--seeds takes comma-separated integers such as 0,1,2, not {value!r}") from None
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"--seeds {value}: a seed is given twice")
+    return seeds
+
+
+def train_seeds(run: RunConfig, audio: AudioConfig, given: set, seeds: list[int]) -> int:
+    """--seeds: one run per seed into OUT/seed-K/, each exactly `--seed K --out OUT/seed-K` through
+    train(), then OUT/aggregate.json (seed_aggregate) and a one-line summary. A seed whose results.json
+    exists is skipped, one with only a last.pt (killed while training) is resumed from it, so rerunning
+    a killed --seeds command continues it; a seed directory trained with other options is an error."""
+    out = Path(run.out or Path("runs") / (run.name or f"{run.model}-{run.subset}-seeds{'-'.join(map(str, seeds))}"))
+    for seed in seeds:
+        one = out / f"seed-{seed}"
+        single = replace(run, seed=seed, out=str(one), name=None, seeds="")
+        if (one / "config.json").is_file():
+            _check_same_options(one, single, audio)
+        if (one / "results.json").is_file():
+            print(f"seed {seed}: {one / 'results.json'} exists: skipped")
+            continue
+        if (one / "last.pt").is_file():
+            print(f"seed {seed}: continuing from {one / 'last.pt'}")
+            single = replace(single, resume=str(one))
+        else:
+            print(f"seed {seed}: training into {one}/")
+        code = train(single, audio, given | {"seed", "out"})
+        if code:
+            return code
+    aggregate = seed_aggregate(out, seeds)
+    (out / "aggregate.json").write_text(json.dumps(aggregate, indent=2))
+    spread = ", ".join(f"{METRIC_NAMES[k]} {_mean_std(aggregate, k)}" for k in aggregate["metrics"])
+    print(f"{len(seeds)} seeds ({','.join(map(str, seeds))}): test {spread} (mean ± std over seeds); "
+          f"wrote {out / 'aggregate.json'}")
+    return 0
+
+
+# options a rerun of --seeds may change without retraining the finished seeds
+SEED_FREE = set(RESUME_OVERRIDES) - {"epochs"} | {"resume", "out", "name", "cache_dir", "wandb_project", "bootstrap",
+                                                  "ci_level"}
+
+
+def _check_same_options(one: Path, single: RunConfig, audio: AudioConfig) -> None:
+    """ValueError when the seed directory `one` was trained with other options than this --seeds run's."""
+    saved = json.loads((one / "config.json").read_text())
+    ours = {"run": asdict(single), "audio": asdict(audio)}
+    differ = [f"{k} {saved[part].get(k)!r} (now {v!r})" for part in ours for k, v in ours[part].items()
+              if k not in SEED_FREE and saved[part].get(k, v) != v]
+    if differ:
+        raise ValueError(f"{one} was trained with other options: {', '.join(differ)}; give another --out "
+                         f"(or delete {one})")
+
+
+def _mean_std(aggregate: dict, key: str) -> str:
+    mean, std = aggregate["mean"][key], aggregate["std"][key]
+    return "n/a" if mean is None else f"{mean:.4f} ± " + ("n/a" if std is None else f"{std:.4f}")
+
+
+def seed_aggregate(out: Path, seeds: list[int]) -> dict:
+    """aggregate.json of a --seeds run: each seed's test numbers (and intervals), and per metric the
+    mean, the sample standard deviation (ddof 1; null for one seed) and the [min, max] over seeds."""
+    runs = [json.loads((out / f"seed-{s}" / "results.json").read_text()) for s in seeds]
+    target = runs[0].get("target", "top")
+    keys = SEED_METRICS[target]
+    per_seed = [{"seed": s, "dir": f"seed-{s}", **{k: (r["test"] or {}).get(k) for k in keys},
+                 "ci": (r["test"] or {}).get("ci"), "best_epoch": r["best_epoch"], "epochs": r.get("epochs"),
+                 "train_seconds": r.get("train_seconds")} for s, r in zip(seeds, runs)]
+    values = {k: [p[k] for p in per_seed if p[k] is not None] for k in keys}
+    return {"seeds": seeds, "target": target, "model": runs[0]["model"], "test_tracks": runs[0]["test_tracks"],
+            "metrics": list(keys), "per_seed": per_seed,
+            "mean": {k: float(np.mean(v)) if v else None for k, v in values.items()},
+            "std": {k: float(np.std(v, ddof=1)) if len(v) > 1 else None for k, v in values.items()},
+            "range": {k: [min(v), max(v)] if v else None for k, v in values.items()}}
 
 
 def main(argv=None) -> int:
@@ -558,6 +816,11 @@ def main(argv=None) -> int:
         print(f"error: unknown model {run.model!r}: choose from {', '.join(MODELS)}", file=sys.stderr)
         return 2
     try:
+        seeds = seed_list(run.seeds)
+        if seeds and (run.resume or run.evaluate_only):
+            print("error: --seeds trains new runs and does not combine with --resume or --evaluate-only (rerun "
+                  "the --seeds command to continue it: finished seeds are skipped)", file=sys.stderr)
+            return 2
         if run.evaluate_only:
             return evaluate_only(run, given)
         if not run.resume:
@@ -566,7 +829,7 @@ def main(argv=None) -> int:
         if run.prepare_only:
             prepare(run, audio)
             return 0
-        return train(run, audio, given)
+        return train_seeds(run, audio, given, seeds) if seeds else train(run, audio, given)
     except (DataError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

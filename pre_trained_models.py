@@ -39,6 +39,16 @@ How a song becomes probabilities (the evaluation's windows, utils.eval_windows, 
 - A multi-label checkpoint without FMA genres is a tagger (pretrained/musicnn_msd.pt: 50 Last.fm tags):
   its labels are its class names, one sigmoid each.
 
+An **ensemble**: `--checkpoint A --checkpoint B ...` (the option repeated; one path each). Each song goes
+through every member with the member's own audio parameters, windows and normalisation (as above), and
+its probabilities are the mean of the members' (test.average_probs, as `main.py --evaluate-only` with
+several checkpoints). The members must agree on what their probabilities mean: the same classes in the
+same order, for multi-label checkpoints the same FMA genre vocabulary, and a tagger only with taggers
+of the same tags (test.ensemble_mismatch; anything else is a usage error naming the difference). The
+table and csv give the ensemble's top genres and its windows (all members' together); json adds each
+member's (`members`: checkpoint, windows, top_k, probabilities). A song that fails in one member fails.
+`--segments`, `--plot`, `--embeddings` and `--fma-dir` take a single checkpoint.
+
 `--embeddings FILE.npz` also writes one vector per predicted song: the mean over its windows of
 `model.embed(window)` (the pooled backbone output that the model's head classifies; the logits come
 from the head in the same pass), for any checkpoint. np.savez arrays: `embeddings` float32 (N, D),
@@ -78,6 +88,7 @@ import collections
 import concurrent.futures as cf
 import contextlib
 import csv
+import dataclasses
 import functools
 import json
 import math
@@ -94,6 +105,7 @@ from config import AudioConfig
 from models import ModelConfig, build_model
 from models_utils import (CheckpointError, classification_metrics, load_checkpoint, multilabel_metrics,
                           output_probs, pick_device)
+from test import average_probs, ensemble_mismatch
 from utils import (AMIN, SOUNDFILE_EXTENSIONS, SUBSETS, AudioError, DataError, audio_path, clip_from_wave,
                    crop_starts, find_audio_dir, load_audio, load_metadata, log_mel, multi_hot,
                    patch_starts, quiet_native_stderr, select_subset, standardize)
@@ -125,10 +137,16 @@ class Song:
     window_embeddings: Optional[np.ndarray] = None  # (n_windows, D) model.embed per window, --embeddings only
     embedding: Optional[np.ndarray] = None      # (D,) mean over windows, --embeddings only
     done: int = 0                               # windows predicted so far
+    members: Optional[list] = None              # an ensemble's: (checkpoint, the member's Song) per member
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def windows(self) -> int:
+        """Windows the song was predicted from (an ensemble's: every member's together)."""
+        return sum(m.windows for _, m in self.members) if self.members else len(self.starts)
 
 
 class Predictor:
@@ -292,9 +310,39 @@ def load_predictor(checkpoint: str, device: str = "auto", batch_windows: int = 6
     """Load a checkpoint (weights_only, onto the CPU first) into a Predictor on `device`.
 
     CheckpointError when the checkpoint is missing, unsafe or unusable; ValueError for a bad device."""
+    return load_predictors([checkpoint], device, batch_windows)[0]
+
+
+def load_predictors(checkpoints: list[str], device: str = "auto", batch_windows: int = 64) -> list[Predictor]:
+    """load_predictor of each checkpoint; several are an ensemble's members, and a ValueError names what
+    keeps them from being averaged (test.ensemble_mismatch: kind, classes, genre vocabulary)."""
     dev = pick_device(device)
-    state = load_checkpoint(checkpoint, map_location="cpu")
-    return Predictor(state, dev, batch_windows)
+    states = [load_checkpoint(c, map_location="cpu") for c in checkpoints]
+    problem = ensemble_mismatch(list(zip(map(str, checkpoints), states))) if len(states) > 1 else None
+    if problem:
+        raise ValueError(problem)
+    return [Predictor(state, dev, batch_windows) for state in states]
+
+
+def predict_songs(predictors: list[Predictor], checkpoints: list[str], songs: list[Song], workers: int,
+                  keep_features: bool = False, embeddings: bool = False) -> Iterator[Song]:
+    """Yield the songs, in order, predicted by one Predictor, or by an ensemble: every member decodes
+    and windows its own copy of each song (its audio parameters may differ; the decoding threads are
+    shared out), and the song gets the mean of the members' probabilities and their Songs (`members`);
+    a song that fails in a member fails with that member's error."""
+    if len(predictors) == 1:
+        yield from predictors[0].predict(decode_all(predictors[0], songs, workers), keep_features, embeddings)
+        return
+    share = max(1, workers // len(predictors))
+    streams = [p.predict(decode_all(p, [dataclasses.replace(s) for s in songs], share)) for p in predictors]
+    for song, per in zip(songs, zip(*streams)):
+        failed = next((m for m in per if not m.ok), None)
+        if failed:
+            song.error = failed.error
+        else:
+            song.duration, song.members = per[0].duration, list(zip(map(str, checkpoints), per))
+            song.probs = average_probs([m.probs for m in per])
+        yield song
 
 
 def decode_all(predictor: Predictor, songs: list[Song], workers: int) -> Iterator[Song]:
@@ -391,6 +439,12 @@ def fmt_time(seconds: float) -> str:
     return f"{int(m)}:{s:05.2f}"
 
 
+def label_scores(probs: np.ndarray, predictor: Predictor, k: int) -> dict:
+    """{"top_k": the k most probable labels, "probabilities": every label's} of one probability vector."""
+    return {"top_k": [{"genre": g, "probability": p} for g, p in top_k(probs, predictor.labels, k)],
+            "probabilities": {c: float(p) for c, p in zip(predictor.labels, probs)}}
+
+
 def record(song: Song, predictor: Predictor, k: int, segments: bool) -> dict:
     """The JSON object of one song (also the source of the CSV row)."""
     rec = {"path": song.path}
@@ -401,16 +455,15 @@ def record(song: Song, predictor: Predictor, k: int, segments: bool) -> dict:
             rec.update(predicted_genre=max(scores, key=scores.get) if scores else None, genre_scores=scores)
     rec.update(status="ok" if song.ok else "error", error=song.error or "",
                duration_s=round(song.duration, 3) if song.ok else None,
-               windows=len(song.starts) if song.ok else 0)
+               windows=song.windows if song.ok else 0)
     if song.ok:
-        rec["top_k"] = [{"genre": g, "probability": p} for g, p in top_k(song.probs, predictor.labels, k)]
-        rec["probabilities"] = {c: float(p) for c, p in zip(predictor.labels, song.probs)}
+        rec.update(label_scores(song.probs, predictor, k))
         if segments:
-            rec["segments"] = [
-                {"start_s": round(a, 3), "end_s": round(b, 3),
-                 "top_k": [{"genre": g, "probability": p} for g, p in top_k(wp, predictor.labels, k)],
-                 "probabilities": {c: float(p) for c, p in zip(predictor.labels, wp)}}
-                for (a, b), wp in zip(window_times(song, predictor), song.window_probs)]
+            rec["segments"] = [{"start_s": round(a, 3), "end_s": round(b, 3), **label_scores(wp, predictor, k)}
+                               for (a, b), wp in zip(window_times(song, predictor), song.window_probs)]
+        if song.members:
+            rec["members"] = [{"checkpoint": path, "windows": m.windows, **label_scores(m.probs, predictor, k)}
+                              for path, m in song.members]
     else:
         rec["top_k"], rec["probabilities"] = [], {}
     return rec
@@ -448,7 +501,7 @@ def table_lines(songs: list[Song], predictor: Predictor, k: int, segments: bool)
     lines = [f"{'file':<{width}}  {'duration':>9}  {'windows':>7}  top {k} {'tags' if predictor.tagger else 'genres'}"]
     for s in ok:
         genres = "  ".join(f"{g} {p:.2f}" for g, p in top_k(s.probs, predictor.labels, k))
-        lines.append(f"{s.path:<{width}}  {fmt_time(s.duration):>9}  {len(s.starts):>7}  {genres}")
+        lines.append(f"{s.path:<{width}}  {fmt_time(s.duration):>9}  {s.windows:>7}  {genres}")
         if segments:
             for (a, b), wp in zip(window_times(s, predictor), s.window_probs):
                 genres = "  ".join(f"{g} {p:.2f}" for g, p in top_k(wp, predictor.labels, k))
@@ -558,7 +611,7 @@ def fma_selection(args, predictor: Predictor, warn) -> tuple[list[Song], dict]:
     if predictor.tagger and not predictor.zero_shot:
         raise ValueError("the checkpoint's classes are tags with no FMA genre (neither genres nor tag_genres): "
                          "it cannot score FMA tracks")
-    tracks, genres = load_metadata(args.fma_dir)
+    tracks, genres = load_metadata(args.fma_dir, args.subset)
     trained_on = predictor.run_config.get("subset")
     order = list(SUBSETS) + ["full"]
     sel = select_subset(tracks, args.subset)
@@ -668,8 +721,9 @@ def build_parser() -> argparse.ArgumentParser:
                "on stderr), 2 usage error (bad options, missing or invalid checkpoint, no input files).")
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="audio files, directories (searched recursively) or @LIST files (one path per line)")
-    p.add_argument("--checkpoint", required=True,
-                   help="checkpoint written by main.py (a .pt file, or a run directory: its best.pt)")
+    p.add_argument("--checkpoint", required=True, action="append",
+                   help="checkpoint written by main.py (a .pt file, or a run directory: its best.pt); repeated "
+                        "(--checkpoint A --checkpoint B), an ensemble: the mean of the members' probabilities")
     p.add_argument("--top-k", type=int, default=3, help="genres reported per song (default: 3)")
     p.add_argument("--format", choices=FORMATS, default="table",
                    help="output format: table (readable), csv (one row per file), json (default: table)")
@@ -716,6 +770,10 @@ def main(argv=None) -> int:
         parser.error("--top-k must be >= 1")
     if args.workers is not None and args.workers < 1:
         parser.error("--workers must be >= 1")
+    single = [o for o, given in (("--segments", args.segments), ("--plot", args.plot), ("--embeddings", args.embeddings),
+                                 ("--fma-dir", args.fma_dir)) if given]
+    if len(args.checkpoint) > 1 and single:
+        parser.error(f"{', '.join(single)}: one --checkpoint only (not an ensemble of {len(args.checkpoint)})")
     with quiet_native_stderr():
         return _run(args)
 
@@ -727,10 +785,11 @@ def _run(args) -> int:
         tqdm.write(msg, file=sys.stderr)
 
     try:
-        predictor = load_predictor(args.checkpoint, args.device, args.batch_windows)
+        predictors = load_predictors(args.checkpoint, args.device, args.batch_windows)
     except (CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    predictor = predictors[0]  # the members share their classes and labels (load_predictors)
     k = min(args.top_k, len(predictor.classes))
     fma = args.fma_dir is not None
     if fma:
@@ -752,8 +811,8 @@ def _run(args) -> int:
     bar = tqdm(total=len(songs), unit="song", file=sys.stderr, disable=not show, dynamic_ncols=True)
     plot_name = PlotNames(Path(args.plot), len(songs)) if args.plot else None
     results = []
-    for song in predictor.predict(decode_all(predictor, songs, workers), keep_features=bool(args.plot),
-                                  embeddings=bool(args.embeddings)):
+    for song in predict_songs(predictors, args.checkpoint, songs, workers, keep_features=bool(args.plot),
+                              embeddings=bool(args.embeddings)):
         if not song.ok:
             warn(f"error: {song.error}")
         elif plot_name:
@@ -766,7 +825,7 @@ def _run(args) -> int:
     bar.close()
     failed = sum(not s.ok for s in results)
     if args.embeddings:
-        write_embeddings(args.embeddings, results, predictor, args.checkpoint, fma)
+        write_embeddings(args.embeddings, results, predictor, args.checkpoint[0], fma)
 
     if fma:
         report = fma_report(results, predictor, info)
@@ -786,6 +845,7 @@ def _run(args) -> int:
             write_predictions(results, predictor, args.format, k, args.segments, sys.stdout)
             sys.stdout.flush()
     print(f"predicted {len(results) - failed} of {len(results)} files"
+          + (f" with an ensemble of {len(predictors)} checkpoints" if len(predictors) > 1 else "")
           + (f"; {failed} failed" if failed else "") + (f"; wrote {args.output}" if args.output else "")
           + (f"; wrote {args.embeddings}" if args.embeddings else ""),
           file=sys.stderr)

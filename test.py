@@ -1,10 +1,13 @@
-"""Evaluation: one `evaluate(...)` for validation, test and evaluate-only runs, plus the run's plots.
+"""Evaluation: one `evaluate(...)` for validation, test and evaluate-only runs, plus the run's plots;
+an ensemble's metrics are `score(...)` of its members' averaged probabilities (`average_probs`), once
+`ensemble_mismatch` has found nothing that keeps them apart.
 
 Clip-level prediction uses either the whole cached clip, or the mean of the class probabilities
 over K evenly spaced crops inside the real audio (utils.eval_windows): the same windowing that
 pre_trained_models.py applies to songs of any length.
 
     python main.py --evaluate-only --checkpoint runs/NAME/best.pt   # re-evaluate a checkpoint on test
+    python main.py --evaluate-only --checkpoint runs/A runs/B       # an ensemble of two checkpoints
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import numpy as np
 import torch
 
 from models_utils import classification_metrics, multilabel_metrics, output_probs
+from train import BatchProgress
 
 
 @torch.no_grad()
@@ -34,32 +38,105 @@ def predict_proba(model: torch.nn.Module, x: torch.Tensor, amp: bool = False, mu
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader, device: torch.device, classes: list[str], amp: bool = False,
-             multilabel: bool = False, threshold: float | None = None) -> dict:
-    """Metrics of a model on a loader, plus `probs` (n_clips, n_classes) and `y_true` as arrays for
-    callers that need them.
+             multilabel: bool = False, threshold: float | None = None, progress: bool = False) -> dict:
+    """Metrics of a model on a loader (`score` of its clip probabilities), plus `probs` (n_clips,
+    n_classes) and `y_true` as arrays for callers that need them (test_predictions.csv, intervals,
+    ensembles).
+
+    The loader yields (x, y) with x as predict_proba takes it (whole clips, or K windows per clip).
+    `progress` shows a per-batch bar on a terminal (train.BatchProgress; off by default).
+    """
+    model.eval()
+    probs, targets = [], []
+    with BatchProgress(loader, progress, "evaluate") as bar:
+        for x, y in loader:
+            probs.append(predict_proba(model, x.to(device, non_blocking=True), amp, multilabel).cpu())
+            targets.append(y)
+            bar.update(len(y), clip_loss(y.numpy(), probs[-1].numpy(), multilabel) if bar.shown else None)
+    p = torch.cat(probs).numpy() if probs else np.zeros((0, len(classes)), np.float32)
+    if targets:
+        y = torch.cat(targets).numpy()
+    else:
+        y = np.zeros((0, len(classes)), np.float32) if multilabel else np.zeros(0, np.int64)
+    return score(y, p, classes, multilabel, threshold)
+
+
+def score(y: np.ndarray, p: np.ndarray, classes: list[str], multilabel: bool = False,
+          threshold: float | None = None) -> dict:
+    """Metrics of clip probabilities `p` (n_clips, n_classes) against targets `y`, with `probs` and
+    `y_true`: what `evaluate` returns, and what an ensemble's averaged probabilities get.
 
     Single-label (targets are class indices): loss (NLL of the clip probabilities), accuracy, macro-F1,
     per-class precision/recall, confusion matrix. Multi-label (`multilabel`, targets are multi-hot rows):
     loss (binary cross-entropy of the clip probabilities), macro/micro ROC-AUC, macro/micro AP, per-genre
     ROC-AUC and AP, and F1 at `threshold` (tuned on these clips when None: pass validation's to test);
     see models_utils.multilabel_metrics.
-
-    The loader yields (x, y) with x as predict_proba takes it (whole clips, or K windows per clip).
     """
-    model.eval()
-    probs, targets = [], []
-    for x, y in loader:
-        probs.append(predict_proba(model, x.to(device, non_blocking=True), amp, multilabel).cpu())
-        targets.append(y)
-    p = torch.cat(probs).numpy() if probs else np.zeros((0, len(classes)), np.float32)
+    loss = clip_loss(y, p, multilabel)
     if multilabel:
-        y = torch.cat(targets).numpy() if targets else np.zeros((0, len(classes)), np.float32)
-        q = np.clip(p, 1e-7, 1 - 1e-7)
-        loss = float(-(y * np.log(q) + (1 - y) * np.log(1 - q)).mean()) if len(y) else 0.0
         return {"loss": loss, **multilabel_metrics(y, p, classes, threshold), "probs": p, "y_true": y}
-    y = torch.cat(targets).numpy() if targets else np.zeros(0, np.int64)
-    loss = float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean()) if len(y) else 0.0
     return {"loss": loss, **classification_metrics(y, p.argmax(1), classes), "probs": p, "y_true": y}
+
+
+def clip_loss(y: np.ndarray, p: np.ndarray, multilabel: bool = False) -> float:
+    """Mean loss of clip probabilities `p` against targets `y`: NLL of the true class (class indices), or
+    binary cross-entropy over every genre (multi-hot rows, `multilabel`); 0 without clips. The loss of
+    `score`, and of each batch in evaluate's progress bar."""
+    if not len(y):
+        return 0.0
+    if multilabel:
+        q = np.clip(p, 1e-7, 1 - 1e-7)
+        return float(-(y * np.log(q) + (1 - y) * np.log(1 - q)).mean())
+    return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean())
+
+
+# ------------------------------------------------------------------------------------------ ensembles
+
+def average_probs(probs: list[np.ndarray]) -> np.ndarray:
+    """An ensemble's probabilities: the mean of its members' (each (n, n_classes), same rows and classes)."""
+    return np.mean(np.stack(probs), axis=0)
+
+
+def _kind(state: dict) -> str:
+    """What a checkpoint predicts, in words: the one thing ensemble members must share before classes."""
+    if state.get("target", "top") != "all":
+        return "a genre classifier (--target top)"
+    if not state.get("genres"):
+        return f"a tagger ({len(state['classes'])} tags, no FMA genres)"
+    return "a multi-label genre classifier (--target all)"
+
+
+def _vocabulary(state: dict) -> list[str]:
+    genres = state.get("genres") or {}
+    return [f"{i} {t}" for i, t in zip(genres.get("ids", []), genres.get("titles", []))]
+
+
+def _differ(a: list, b: list) -> tuple[str, str]:
+    """The items of `a` and of `b` that tell them apart: those only one has, else (same items in
+    another order) the first position where they differ."""
+    only_a, only_b = [x for x in a if x not in b], [x for x in b if x not in a]
+    if only_a or only_b or len(a) != len(b):
+        return f"[{', '.join(map(str, only_a))}]", f"[{', '.join(map(str, only_b))}]"
+    i = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+    return f"{a[i]!r} at position {i}", f"{b[i]!r} there (the same items in another order)"
+
+
+def ensemble_mismatch(members: list[tuple[str, dict]]) -> str | None:
+    """Why the checkpoints `members` ((path, state) pairs) cannot be averaged, or None when they can:
+    their probabilities must mean the same things, i.e. the same kind of model (a tagger only with
+    taggers), the same classes in the same order and, multi-label, the same FMA genre vocabulary.
+    Audio parameters, windows and normalisation may differ: each member uses its own."""
+    (first, ref), rest = members[0], members[1:]
+    for path, state in rest:
+        if _kind(state) != _kind(ref):
+            return (f"members disagree on what they predict: {first} is {_kind(ref)}, {path} is {_kind(state)}; "
+                    f"only models of one kind can be ensembled")
+        for what, get in (("their classes", lambda s: [str(c) for c in s["classes"]]),
+                          ("their genre vocabulary", _vocabulary)):
+            if get(state) != get(ref):
+                mine, theirs = _differ(get(ref), get(state))
+                return f"members disagree on {what}: {first} has {mine}, {path} has {theirs}"
+    return None
 
 
 def plot_confusion(cm, classes: list[str], path, title: str = "") -> None:

@@ -1,17 +1,20 @@
 """One training epoch: `train_one_epoch(...)`. main.py calls it once per epoch.
 
 Augmentation happens here and only here (evaluation and prediction never see it): random crops come
-from the Dataset, SpecAugment masks and mixup are applied to each batch on the device.
+from the Dataset, SpecAugment masks and mixup are applied to each batch on the device. `BatchProgress`
+is the per-batch progress bar of training and evaluation (test.evaluate).
 """
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 
 @dataclass
@@ -62,51 +65,97 @@ class Augment:
         return x * keep
 
 
+class BatchProgress:
+    """A per-batch tqdm bar on stderr: batches done of the loader's, ETA, and the running mean loss and
+    clips/s of the batches so far. Shown only when `show` and stderr is a terminal (piped or logged
+    output gets nothing); erased when closed (leave=False), so the caller's one line per epoch that
+    follows it stays clean. Use it as a context manager and call `update(clips, loss)` after each batch."""
+
+    def __init__(self, loader, show: bool, desc: str, max_steps: Optional[int] = None):
+        total = len(loader) if hasattr(loader, "__len__") else None
+        if max_steps is not None:
+            total = max_steps if total is None else min(total, max_steps)
+        self.bar = tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True, file=sys.stderr,
+                        disable=not show or not sys.stderr.isatty())
+        if self.shown and self.bar.dynamic_ncols and (self.bar.ncols or 0) <= 0:  # a terminal that reports no
+            self.bar.dynamic_ncols = self.bar.ncols = self.bar.nrows = None       # size (script, some CI): tqdm
+            #                                                                      would hide the bar
+        self.clips, self.loss_clips, self.loss_sum, self.start = 0, 0, 0.0, time.perf_counter()
+
+    @property
+    def shown(self) -> bool:
+        return not self.bar.disable
+
+    def update(self, clips: int, loss: Optional[float] = None) -> None:
+        """One batch of `clips` clips done; `loss` is its mean loss (None: not measured; the bar shows the
+        mean over the batches that gave one)."""
+        if not self.shown:
+            return
+        self.clips += clips
+        if loss is not None:
+            self.loss_sum, self.loss_clips = self.loss_sum + loss * clips, self.loss_clips + clips
+        text = f"{self.clips / max(time.perf_counter() - self.start, 1e-9):,.0f} clips/s"
+        if self.loss_clips:
+            text = f"loss {self.loss_sum / self.loss_clips:.4f}, {text}"
+        self.bar.set_postfix_str(text, refresh=False)  # drawn by update(), at most every 0.1 s
+        self.bar.update(1)
+
+    def __enter__(self) -> "BatchProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+
 def train_one_epoch(model: torch.nn.Module, loader, optimizer: torch.optim.Optimizer, device: torch.device,
                     loss_fn: Callable = F.cross_entropy, augment: Optional[Augment] = None,
                     scheduler=None, amp: bool = False, scaler: Optional[torch.amp.GradScaler] = None,
-                    on_step: Optional[Callable[[dict], None]] = None, max_steps: Optional[int] = None) -> dict:
+                    on_step: Optional[Callable[[dict], None]] = None, max_steps: Optional[int] = None,
+                    progress: bool = False) -> dict:
     """Train for one pass over `loader`; return {'loss', 'accuracy', 'clips', 'seconds', 'clips_per_s'}.
 
     `scheduler` (if given) steps after every batch (per-step schedules such as OneCycle);
     `on_step(metrics)` receives each step's loss and learning rate, for the caller to log.
     `amp` enables bfloat16/float16 autocast on CUDA; it is a no-op on CPU.
+    `progress` shows a per-batch bar on a terminal (BatchProgress; off by default).
     """
     model.train()
     augment = augment or Augment()
     use_amp = amp and device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
     total_loss, correct, seen, start = 0.0, 0.0, 0, time.perf_counter()
-    for step, (x, y) in enumerate(loader):
-        if max_steps is not None and step >= max_steps:
-            break
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        x = augment.masks(augment.production(x))
-        lam, perm = 1.0, None
-        if augment.mixup > 0:  # mix each clip with a shuffled partner; targets become soft
-            lam = float(torch.distributions.Beta(augment.mixup, augment.mixup).sample())
-            perm = torch.randperm(x.shape[0], device=device)
-            x = lam * x + (1 - lam) * x[perm]
-        with autocast:
-            logits = model(x)
-        target = y if perm is None else lam * _soft(y, logits) + (1 - lam) * _soft(y[perm], logits)
-        loss = loss_fn(logits.float(), target)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None and use_amp:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        n = x.shape[0]
-        total_loss += loss.item() * n
-        correct += (logits.argmax(1) == y).sum().item() if y.ndim == 1 else 0.0
-        seen += n
-        if on_step is not None:
-            on_step({"loss": loss.item(), "lr": optimizer.param_groups[0]["lr"]})
+    with BatchProgress(loader, progress, "train", max_steps) as bar:
+        for step, (x, y) in enumerate(loader):
+            if max_steps is not None and step >= max_steps:
+                break
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x = augment.masks(augment.production(x))
+            lam, perm = 1.0, None
+            if augment.mixup > 0:  # mix each clip with a shuffled partner; targets become soft
+                lam = float(torch.distributions.Beta(augment.mixup, augment.mixup).sample())
+                perm = torch.randperm(x.shape[0], device=device)
+                x = lam * x + (1 - lam) * x[perm]
+            with autocast:
+                logits = model(x)
+            target = y if perm is None else lam * _soft(y, logits) + (1 - lam) * _soft(y[perm], logits)
+            loss = loss_fn(logits.float(), target)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None and use_amp:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            n, batch_loss = x.shape[0], loss.item()
+            total_loss += batch_loss * n
+            correct += (logits.argmax(1) == y).sum().item() if y.ndim == 1 else 0.0
+            seen += n
+            if on_step is not None:
+                on_step({"loss": batch_loss, "lr": optimizer.param_groups[0]["lr"]})
+            bar.update(n, batch_loss)
     seconds = time.perf_counter() - start
     return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1), "clips": seen,
             "seconds": seconds, "clips_per_s": seen / max(seconds, 1e-9)}

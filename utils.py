@@ -51,17 +51,17 @@ LIST_COLUMNS = (("track", "genres"), ("track", "genres_all"), ("track", "tags"),
 REQUIRED_TRACK_COLUMNS = (("set", "split"), ("set", "subset"), ("track", "genre_top"), ("track", "genres_all"))
 REQUIRED_GENRE_COLUMNS = ("parent", "title")
 MAX_LISTED = 5  # offending values quoted in one DataError
-DOWNLOAD_HINT = ("get FMA with `bash download_data.sh small --data-dir {d}`, "
-                 "or write the synthetic demo set with `python demo_data.py --out {d}`")
+DOWNLOAD_HINT = ("get FMA with `bash download_data.sh {subset} --data-dir {d}`, "
+                 "or write the synthetic demo set with `python demo_data.py --out {d}`")  # subset: the one asked for
 
 
 class DataError(Exception):
     """The data directory itself is unusable (missing or malformed metadata, no audio folder, ...)."""
 
 
-def _require(path: Path, data_dir: Path) -> Path:
+def _require(path: Path, data_dir: Path, subset: str) -> Path:
     if not path.is_file():
-        raise DataError(f"{path} not found: {DOWNLOAD_HINT.format(d=data_dir)}")
+        raise DataError(f"{path} not found: {DOWNLOAD_HINT.format(d=data_dir, subset=subset)}")
     return path
 
 
@@ -197,12 +197,13 @@ def load_genres(path) -> pd.DataFrame:
     return genres
 
 
-def load_metadata(data_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(tracks, genres) from DATA_DIR/fma_metadata/, with a clear error when absent."""
+def load_metadata(data_dir, subset: str = "small") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(tracks, genres) from DATA_DIR/fma_metadata/, with a clear error when absent (whose download hint
+    names `subset`, the one the caller will use)."""
     data_dir = Path(data_dir)
     meta = data_dir / "fma_metadata"
-    tracks = load_tracks(_require(meta / "tracks.csv", data_dir))
-    genres = load_genres(_require(meta / "genres.csv", data_dir))
+    tracks = load_tracks(_require(meta / "tracks.csv", data_dir, subset))
+    genres = load_genres(_require(meta / "genres.csv", data_dir, subset))
     return tracks, genres
 
 
@@ -257,7 +258,7 @@ def find_audio_dir(data_dir, subset: str) -> Path:
     for name in order[order.index(subset):]:
         if (data_dir / f"fma_{name}").is_dir():
             return data_dir / f"fma_{name}"
-    raise DataError(f"no audio folder fma_{subset}/ in {data_dir}: {DOWNLOAD_HINT.format(d=data_dir)}")
+    raise DataError(f"no audio folder fma_{subset}/ in {data_dir}: {DOWNLOAD_HINT.format(d=data_dir, subset=subset)}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -768,7 +769,7 @@ def prepare_cache(data_dir, subset: str = "small", audio: AudioConfig = AudioCon
                     after a crash or kill -9; a track's last line is its current record
     """
     data_dir = Path(data_dir)
-    tracks, _ = load_metadata(data_dir)
+    tracks, _ = load_metadata(data_dir, subset)
     tracks = select_subset(tracks, subset)
     if len(tracks) == 0:
         raise DataError(f"{data_dir / 'fma_metadata' / 'tracks.csv'} has no track in subset {subset!r}")

@@ -1,5 +1,8 @@
-"""Shared fixtures: real FMA material from tests/data (see tests/data/ATTRIBUTION.csv), and a small
-synthetic demo set (`demo`, built once per session) for the training tests."""
+"""Shared fixtures: real FMA material from tests/data (see tests/data/ATTRIBUTION.csv), a small
+synthetic demo set (`demo`, built once per session) for the training tests, and a 3-epoch CNN1D run on it
+(`run_a`), the uninterrupted reference of the same-seed, resume and fault-injection tests."""
+import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -72,3 +75,42 @@ def demo(tmp_path_factory):
     r = run_main("--data-dir", root / "data", "--cache-dir", root / "cache", "--prepare-only")
     assert r.returncode == 0, r.stderr
     return root
+
+
+TIMING = ("seconds", "clips_per_s")
+
+
+def demo_args(demo, out, *extra):
+    return ["--data-dir", demo / "data", "--cache-dir", demo / "cache", "--out", out, "--model", "cnn1d",
+            "--batch-size", 8, "--crop-seconds", 2, "--eval-crops", 3, "--scheduler", "plateau", "--lr", 3e-3,
+            *extra]
+
+
+def metrics(run_dir):
+    with open(run_dir / "metrics.csv") as f:
+        return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(f)]
+
+
+def results(run_dir):
+    data = json.loads((run_dir / "results.json").read_text())
+    return {k: v for k, v in data.items() if k not in ("train_seconds", "machine")}
+
+
+@pytest.fixture(scope="session")
+def run_a(demo, tmp_path_factory):
+    """Three epochs of CNN1D on the demo set, W&B offline."""
+    out = tmp_path_factory.mktemp("runs") / "a"
+    r = run_main(*demo_args(demo, out, "--epochs", 3, "--wandb", "offline"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out
+
+
+def assert_same_run(out, straight):
+    """The run in `out` (resumed, perhaps several times) reached the metrics of the uninterrupted run
+    `straight`: every epoch row up to float rounding (restored optimizer state tensors may take other
+    vectorised code paths than the ones that were never saved), and the same test accuracy."""
+    for resumed, ref in zip(metrics(out), metrics(straight), strict=True):
+        assert resumed.keys() == ref.keys()
+        for k in resumed:
+            assert float(resumed[k]) == pytest.approx(float(ref[k]), rel=1e-5, abs=1e-7), (resumed["epoch"], k)
+    assert results(out)["test"]["accuracy"] == results(straight)["test"]["accuracy"]

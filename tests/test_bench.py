@@ -73,3 +73,67 @@ def test_pieces_and_report(small_tree, tmp_path):
                      r"[\d.]+ tracks \(2 threads\) \|$", text, flags=re.M), text
     results["check"] = {"note": "skipped: no inodes"}
     assert "| 106,574 | skipped: no inodes | | | | | |" in bench.report(args, results)
+
+
+# ---------------------------------------------------------------------------- BENCHMARKS.md: its markers
+
+NOTES = ("### Notes (written by hand; the tables above are the script's output)\n\n"
+         "- A hand-written note, with `code`, a | pipe | and trailing spaces   \n"
+         "- <!-- a comment of ours --> and a last line without a newline")
+TABLE = "Machine: test.\n\n### Training throughput\n\n| model | clips/s |\n|---|---:|\n| cnn1d | {} |\n"
+
+
+def test_rerun_keeps_the_hand_written_notes(tmp_path, monkeypatch):
+    """`python bench.py --quick` (its measurements mocked) rewrites only the part between the markers of
+    a BENCHMARKS.md: the notes after it and the title before it stay byte for byte."""
+    head = "# Benchmarks\n\nOur own introduction.\n\n"
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text(f"{head}{bench.REPORT_BEGIN}\n\n{TABLE.format('1.0')}\n{bench.REPORT_END}\n\n{NOTES}")
+    monkeypatch.setattr(bench, "run", lambda args, command: {"command": command})
+    monkeypatch.setattr(bench, "report", lambda args, results: TABLE.format("1,584.0"))
+    assert bench.main(["--quick", "--output", str(path)]) == 0
+    text = path.read_text()
+    assert text.startswith(head + bench.REPORT_BEGIN + "\n") and text.endswith(f"{bench.REPORT_END}\n\n{NOTES}")
+    assert "| cnn1d | 1,584.0 |" in text and "| cnn1d | 1.0 |" not in text
+    assert bench.update_report(path, TABLE.format("1,584.0")) == "updated" and path.read_text() == text  # stable
+
+
+def test_update_report_never_drops_text(tmp_path):
+    fresh = tmp_path / "new.md"  # missing: a skeleton with the markers
+    assert bench.update_report(fresh, TABLE.format("2.0")) == "created"
+    assert fresh.read_text() == f"{bench.DOC_HEAD}{bench.REPORT_BEGIN}\n\n{TABLE.format('2.0')}\n{bench.REPORT_END}\n"
+    old = tmp_path / "old.md"  # written before the markers: the report is appended, nothing is replaced
+    old.write_text(NOTES)
+    assert bench.update_report(old, TABLE.format("3.0")) == "appended"
+    assert old.read_text() == f"{NOTES}\n\n{bench.REPORT_BEGIN}\n\n{TABLE.format('3.0')}\n{bench.REPORT_END}\n"
+    assert bench.update_report(old, TABLE.format("4.0")) == "updated"  # and from then on, only between them
+    assert old.read_text().startswith(NOTES) and "| 4.0 |" in old.read_text() and "| 3.0 |" not in old.read_text()
+    crlf = tmp_path / "crlf.md"  # Windows line ends stay as they are
+    crlf.write_bytes(f"# B\n{bench.REPORT_BEGIN}\nold\n{bench.REPORT_END}\n{NOTES}\n".replace("\n", "\r\n").encode())
+    bench.update_report(crlf, TABLE.format("5.0"))
+    data = crlf.read_bytes()
+    assert data.endswith(f"{bench.REPORT_END}\n{NOTES}\n".replace("\n", "\r\n").encode())
+    assert b"| 5.0 |" in data and b"old" not in data and data.count(b"\n") == data.count(b"\r\n")
+
+
+@pytest.mark.parametrize("markers", [("begin",), ("end",), ("begin", "begin", "end"), ("end", "begin")])
+def test_malformed_markers_leave_the_file_alone(tmp_path, markers):
+    lines = {"begin": bench.REPORT_BEGIN, "end": bench.REPORT_END}
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("".join(f"{lines[m]}\ntext {i}\n" for i, m in enumerate(markers)) + NOTES)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="markers by hand; nothing was written"):
+        bench.update_report(path, TABLE.format("6.0"))
+    assert path.read_bytes() == before and not (tmp_path / "BENCHMARKS.md.tmp").exists()
+
+
+def test_the_repository_benchmarks_md_has_its_markers(tmp_path):
+    """BENCHMARKS.md as shipped: one report between markers, then the notes, which an update keeps."""
+    shipped = bench.ROOT / "BENCHMARKS.md"
+    copy = tmp_path / "BENCHMARKS.md"
+    copy.write_bytes(shipped.read_bytes())
+    notes = shipped.read_text().split(bench.REPORT_END)[1]
+    assert "### Notes (written by hand" in notes
+    assert bench.update_report(copy, TABLE.format("7.0")) == "updated"
+    assert copy.read_text().split(bench.REPORT_END)[1] == notes
+    assert copy.read_text().split(bench.REPORT_BEGIN)[0] == shipped.read_text().split(bench.REPORT_BEGIN)[0]

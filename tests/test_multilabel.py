@@ -233,4 +233,6 @@ def test_results_table_reports_auc_for_all_runs(run_all, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert "test macro ROC-AUC" in lines[0] and "accuracy" not in lines[0]
     test = json.loads((run_dir / "results.json").read_text())["test"]
-    assert f"| {test['macro_roc_auc']:.3f} | {test['macro_ap']:.3f} |" in lines[2]
+    (auc_low, auc_high), (ap_low, ap_high) = test["ci"]["macro_roc_auc"], test["ci"]["macro_ap"]  # bootstrap
+    assert (f"| {test['macro_roc_auc']:.3f} [{auc_low:.3f}, {auc_high:.3f}] | {test['macro_ap']:.3f} "
+            f"[{ap_low:.3f}, {ap_high:.3f}] |") in lines[2]

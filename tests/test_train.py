@@ -1,42 +1,15 @@
 """Training, evaluation, checkpoints and logging through main.py (train.py, test.py, models_utils.py)."""
-import csv
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import make_large_tree, run_main
+from conftest import assert_same_run, demo_args, make_large_tree, metrics, results, run_main
 from models import MODELS
 from test_data import damage
 
-TIMING = ("seconds", "clips_per_s")
 FAST = ["--epochs", 1, "--batch-size", 4, "--crop-seconds", 3, "--eval-crops", 2, "--wandb", "disabled"]
-
-
-def demo_args(demo, out, *extra):
-    return ["--data-dir", demo / "data", "--cache-dir", demo / "cache", "--out", out, "--model", "cnn1d",
-            "--batch-size", 8, "--crop-seconds", 2, "--eval-crops", 3, "--scheduler", "plateau", "--lr", 3e-3,
-            *extra]
-
-
-def metrics(run_dir):
-    with open(run_dir / "metrics.csv") as f:
-        return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(f)]
-
-
-def results(run_dir):
-    data = json.loads((run_dir / "results.json").read_text())
-    return {k: v for k, v in data.items() if k not in ("train_seconds", "machine")}
-
-
-@pytest.fixture(scope="session")
-def run_a(demo, tmp_path_factory):
-    """Three epochs of CNN1D on the demo set, W&B offline."""
-    out = tmp_path_factory.mktemp("runs") / "a"
-    r = run_main(*demo_args(demo, out, "--epochs", 3, "--wandb", "offline"))
-    assert r.returncode == 0, r.stdout + r.stderr
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -113,13 +86,7 @@ def test_resume_continues_where_it_stopped(run_a, demo, tmp_path):
     r = run_main("--resume", out, "--epochs", 3, "--cache-dir", demo / "cache")
     assert r.returncode == 0, r.stderr
     assert "resuming" in r.stdout and "epoch   3/3" in r.stdout and "epoch   1/3" not in r.stdout
-    # the same as the uninterrupted 3-epoch run, up to float rounding (restored optimizer state
-    # tensors may take other vectorised code paths than the ones that were never saved)
-    for resumed, straight in zip(metrics(out), metrics(run_a), strict=True):
-        assert resumed.keys() == straight.keys()
-        for k in resumed:
-            assert float(resumed[k]) == pytest.approx(float(straight[k]), rel=1e-5, abs=1e-7), k
-    assert results(out)["test"]["accuracy"] == results(run_a)["test"]["accuracy"]
+    assert_same_run(out, run_a)
 
 
 def test_evaluate_only_reproduces_results(run_a, demo, tmp_path):

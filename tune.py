@@ -1,0 +1,619 @@
+"""Hyperparameter search for main.py's training, on Optuna (TPE sampler, median or Hyperband pruning).
+
+    python tune.py --config configs/best.yaml --data-dir data/demo --n-trials 20     # one worker
+    python tune.py --config configs/best.yaml --data-dir data/demo --n-trials 20 &   # start it twice (or on
+    python tune.py --config configs/best.yaml --data-dir data/demo --n-trials 20     #  two GPUs): one study
+    python tune.py ... --storage postgresql://USER:PASSWORD@HOST/DB --name crnn-search  # workers on many machines
+    python tune.py ... --storage journal:/shared/crnn-search.log                     # a journal file (NFS)
+    python main.py --config runs/tune/search_space/best.yaml --data-dir data/demo      # train the best preset
+    python tune.py --help                                                            # every option
+
+Each trial draws its parameters from the search space (--space, a YAML file; configs/search_space.yaml is the
+default, with its format) over the base preset (--config) and the main.py options given here, and trains
+through main.train() into OUT/trial-N/, reporting every epoch's validation metric (accuracy; macro ROC-AUC for
+--target all) to the pruner, which stops hopeless trials (their checkpoints are deleted). A trial's value is
+its best validation metric (results.json), the one best.pt is selected on. Each trial is a W&B run of its own,
+grouped by study (WANDB_RUN_GROUP=NAME).
+
+The study lives in its storage: by default OUT/study.db (SQLite), so a killed study continues when the command
+is rerun. --n-trials is the study's total of finished (complete or pruned) trials: a rerun or an extra worker
+runs only the missing ones, and every worker ends when the study has them all. A trial whose worker died (no
+heartbeat for 2 x --heartbeat seconds) is marked FAIL, not counted, and run again by a live worker.
+
+A worker that ends writes into OUT (runs/tune/NAME/): best.yaml (a preset for main.py --config: the base preset,
+the fixed values and the best trial's parameters), trials.csv (every trial), history.png, importances.png and
+parallel_coordinate.png (Optuna's matplotlib plots), and prints a table of the best trials.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+from typing import get_args, get_origin, get_type_hints
+
+import yaml
+
+from config import AudioConfig, RunConfig, build_parser, load_config
+
+# main.py options that make no sense for a study (each trial is a new run, into OUT/trial-N/)
+NOT_FOR_TUNE = ("resume", "evaluate_only", "checkpoint", "seeds", "prepare_only")
+# RunConfig fields tune.py sets itself (a space file may not search or fix them)
+SET_BY_TUNE = ("config", "out", "name") + NOT_FOR_TUNE
+# where and how a run executes, not what it trains: left out of best.yaml and of the study's consistency check
+MACHINE = ("config", "data_dir", "cache_dir", "workers", "device", "loader_workers", "threads", "out", "name",
+           "wandb", "wandb_project", "quiet", "bootstrap", "ci_level") + NOT_FOR_TUNE
+SPACE_TYPES = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"},
+               "categorical": {"choices"}}
+FINISHED = ("COMPLETE", "PRUNED")  # the TrialStates --n-trials counts
+KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def tune_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """tune.py's own options and their defaults (every other option is main.py's, fixed for all trials)."""
+    g = parser.add_argument_group("tune.py (every option above is main.py's: it fixes that setting for every "
+                                  "trial and wins over the space file; not --" +
+                                  ", --".join(o.replace("_", "-") for o in NOT_FOR_TUNE) + ")")
+    g.add_argument("--config", default=None, help="base preset (a main.py preset such as configs/best.yaml): "
+                   "every trial starts from it; the space file's values and the options given here override it "
+                   "(default: none, config.py's defaults)")
+    g.add_argument("--space", default="configs/search_space.yaml", help="the search space, a YAML file of "
+                   "RunConfig fields: `lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}`, `width: {type: "
+                   "int, low: 16, high: 64, step: 16}`, `model: {type: categorical, choices: [crnn, cnn2d]}`, or a "
+                   "fixed value (`epochs: 20`) (default: configs/search_space.yaml)")
+    g.add_argument("--n-trials", type=int, default=20, help="the study's total of finished (complete or pruned) "
+                   "trials; a rerun or an extra worker runs only the missing ones (default: 20)")
+    g.add_argument("--storage", default=None, help="Optuna storage: an RDB URL (sqlite:///PATH.db, "
+                   "postgresql://USER:PASSWORD@HOST/DB, mysql://...; the driver must be installed) or a journal file "
+                   "(PATH.log, or journal:PATH) that workers on many machines share "
+                   "(default: sqlite:///OUT/study.db)")
+    g.add_argument("--name", default=None, help="study name, in the storage and in OUT "
+                   "(default: the space file's name without .yaml, e.g. search_space)")
+    g.add_argument("--out", default=None, help="study folder: trial-N/ run directories, best.yaml, trials.csv, "
+                   "plots, and the default storage (default: runs/tune/NAME)")
+    g.add_argument("--pruner", default="median", choices=("median", "hyperband", "none"),
+                   help="stops hopeless trials after an epoch: median = below the median of the earlier trials "
+                   "at that epoch (Optuna's MedianPruner); hyperband = successive halving in brackets "
+                   "(HyperbandPruner); none (default: median)")
+    g.add_argument("--prune-after", type=int, default=2, help="epochs every trial trains before the pruner may "
+                   "stop it (median: n_warmup_steps = EPOCHS - 1; hyperband: min_resource) (default: 2)")
+    g.add_argument("--startup-trials", type=int, default=5, help="median pruner: finished trials before it "
+                   "prunes any (default: 5)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (trial N draws with the seed "
+                   "(SEED, N), so workers started at once draw different parameters). Trials train with the preset's "
+                   "`seed` (default 0); a space file may fix or search it (default: 0)")
+    g.add_argument("--timeout", type=float, default=None, help="seconds after which this worker starts no new "
+                   "trial (a running one finishes); rerun to continue the study (default: none)")
+    g.add_argument("--heartbeat", type=int, default=60, help="seconds between a running trial's heartbeats in "
+                   "the storage; a RUNNING trial without one for 2 x HEARTBEAT is taken for a dead worker's and "
+                   "marked FAIL (journal files compare the machines' clocks) (default: 60)")
+    g.add_argument("--max-failures", type=int, default=3, help="stop this worker after this many of its trials "
+                   "failed in a row (an error in training, e.g. out of memory; 0 = never) (default: 3)")
+    return parser
+
+
+class InputError(Exception):
+    """Bad input (options, space file, storage): exit 2, nothing written."""
+
+
+class TrialFailed(Exception):
+    """A trial's training failed: the trial is marked FAIL and the study goes on."""
+
+
+class Surplus(Exception):
+    """Two workers started a trial at once and this one would exceed --n-trials: marked FAIL, not run."""
+
+
+# ------------------------------------------------------------------------------------------ search space
+
+def _field_type(name: str) -> type:
+    """The type of RunConfig field `name` (int for Optional[int])."""
+    hint = get_type_hints(RunConfig)[name]
+    return next(a for a in get_args(hint) if a is not type(None)) if get_origin(hint) is not None else hint
+
+
+def _coerce(name: str, value, source: str):
+    """`value` as RunConfig field `name` takes it (PyYAML reads 1e-3 as a string: it becomes 0.001)."""
+    from models import MODELS
+    hint = get_type_hints(RunConfig)[name]
+    optional = get_origin(hint) is not None and type(None) in get_args(hint)
+    tp = _field_type(name)
+    if value is None and optional:
+        return None
+    if tp is float and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    ok = (isinstance(value, bool) if tp is bool else
+          isinstance(value, int) and not isinstance(value, bool) if tp is int else
+          isinstance(value, (int, float)) and not isinstance(value, bool) if tp is float else isinstance(value, tp))
+    if not ok:
+        raise InputError(f"{source}: {name} must be {'null or ' if optional else ''}{KINDS[tp]}, not {value!r}")
+    choices = tuple(MODELS) if name == "model" else next(f for f in fields(RunConfig) if f.name == name).metadata.get(
+        "choices")
+    if choices and value not in choices:
+        raise InputError(f"{source}: {name} {value!r} is not one of {', '.join(map(str, choices))}")
+    return float(value) if tp is float else value
+
+
+def _param(name: str, spec: dict, source: str) -> dict:
+    """One searched parameter, checked: {'type': ..., 'low'/'high'/'log'/'step' or 'choices'}."""
+    where = f"{source}: {name}"
+    kind = spec.get("type")
+    if kind not in SPACE_TYPES:
+        raise InputError(f"{where}: type {kind!r} is not one of {', '.join(SPACE_TYPES)} (a fixed value is written "
+                         f"without a mapping: `{name}: VALUE`)")
+    extra = sorted(set(spec) - SPACE_TYPES[kind] - {"type"})
+    if extra:
+        raise InputError(f"{where}: unknown key(s) {', '.join(extra)} for type {kind} (it takes "
+                         f"{', '.join(sorted(SPACE_TYPES[kind]))})")
+    if kind == "categorical":
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or len(choices) < 2:
+            raise InputError(f"{where}: choices must be a list of at least two values, not {choices!r} (a single "
+                             f"value is written `{name}: VALUE`)")
+        choices = [_coerce(name, c, source) for c in choices]
+        if len(set(map(repr, choices))) < len(choices):
+            raise InputError(f"{where}: a choice is given twice in {choices}")
+        return {"type": kind, "choices": choices}
+    if "low" not in spec or "high" not in spec:
+        raise InputError(f"{where}: type {kind} needs low and high")
+    tp = _field_type(name)
+    if tp not in ((float,) if kind == "float" else (int, float)):
+        hint = "type: int" if tp is int else "type: categorical"
+        raise InputError(f"{where}: a {kind} range does not fit {name}, which must be {KINDS[tp]} (write `{hint}`)")
+    if kind == "int" and not all(isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in ("low", "high")):
+        raise InputError(f"{where}: low and high of an int range must be integers, not {spec['low']!r}, "
+                         f"{spec['high']!r}")
+    low, high = (_coerce(name, spec[k], source) if kind == "float" else spec[k] for k in ("low", "high"))
+    if not low < high:
+        raise InputError(f"{where}: empty range: low {low} must be below high {high}")
+    log, step = spec.get("log", False), spec.get("step")
+    if not isinstance(log, bool):
+        raise InputError(f"{where}: log must be true or false, not {log!r}")
+    if log and low <= 0:
+        raise InputError(f"{where}: a log range needs low > 0, not {low}")
+    if step is not None:
+        if log or not isinstance(step, (int, float)) or isinstance(step, bool) or step <= 0 or (
+                kind == "int" and not isinstance(step, int)):
+            raise InputError(f"{where}: step must be a positive {'integer' if kind == 'int' else 'number'} "
+                             f"and not combined with log, not {step!r}")
+    return {"type": kind, "low": low, "high": high, "log": log, "step": step}
+
+
+def load_space(path: str) -> tuple[dict, dict]:
+    """The space file -> (searched parameters, fixed values), every key a checked RunConfig field."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise InputError(f"cannot read the space file {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise InputError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict) or not data:
+        raise InputError(f"{path} must be a mapping of RunConfig field: range or value")
+    run_fields = {f.name for f in fields(RunConfig)}
+    audio_fields = {f.name for f in fields(AudioConfig)}
+    search, fixed = {}, {}
+    for key, spec in data.items():
+        name = str(key).replace("-", "_")
+        if name in audio_fields:
+            raise InputError(f"{path}: {name} is an audio parameter (each value builds another feature cache), not "
+                             f"a RunConfig field: fix it on the command line (--{name.replace('_', '-')})")
+        if name not in run_fields:
+            close = difflib.get_close_matches(name, sorted(run_fields), n=1)
+            raise InputError(f"{path}: unknown parameter {key!r}: not a RunConfig field of config.py"
+                             + (f" (did you mean {close[0]}?)" if close else "") + "; python main.py --help lists them")
+        if name in SET_BY_TUNE:
+            raise InputError(f"{path}: {name} is set by tune.py, not searched")
+        if isinstance(spec, dict):
+            search[name] = _param(name, spec, path)
+        elif isinstance(spec, list):
+            raise InputError(f"{path}: {name}: a list is not a value; a choice is written "
+                             f"`{name}: {{type: categorical, choices: {spec}}}`")
+        else:
+            fixed[name] = _coerce(name, spec, path)
+    return search, fixed
+
+
+def suggest(trial, name: str, p: dict):
+    if p["type"] == "categorical":
+        return trial.suggest_categorical(name, p["choices"])
+    if p["type"] == "int":
+        return trial.suggest_int(name, p["low"], p["high"], log=p["log"], step=p["step"] or 1)
+    return trial.suggest_float(name, p["low"], p["high"], log=p["log"], step=p["step"])
+
+
+# ------------------------------------------------------------------------------------------ storage
+
+def _journal_storage(path: str, heartbeat: int):
+    """A JournalStorage with Optuna's heartbeat mechanism, which Optuna (5.1) gives RDBStorage only: a running
+    trial records time.time() in its system attrs every `heartbeat` s; one RUNNING for longer than 2 x
+    `heartbeat` since its last record is stale, and optuna.storages.fail_stale_trials marks it FAIL."""
+    from optuna.storages import JournalStorage
+    from optuna.storages._heartbeat import BaseHeartbeat  # the mixin RDBStorage implements
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
+
+    class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
+        def record_heartbeat(self, trial_id: int) -> None:
+            try:
+                self.set_trial_system_attr(trial_id, "heartbeat", time.time())
+            except Exception:  # failed by another worker meanwhile: its tell() will say so
+                pass
+
+        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+            now = time.time()
+            return [t._trial_id for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+                    if now - t.system_attrs.get("heartbeat", t.datetime_start.timestamp()) > 2 * heartbeat]
+
+        def get_heartbeat_interval(self) -> int:
+            return heartbeat
+
+        def get_heartbeat_stale_trial_callback(self):
+            return report_stale
+
+    if not Path(path).parent.is_dir():
+        raise InputError(f"journal file {path}: folder {Path(path).parent} does not exist")
+    return HeartbeatJournalStorage(JournalFileBackend(path))
+
+
+def report_stale(study, trial) -> None:
+    print(f"trial {trial.number}: no heartbeat from its worker (killed?): marked FAIL, not counted", flush=True)
+
+
+def open_storage(spec: str, heartbeat: int):
+    """--storage -> an Optuna storage, opened (InputError when it cannot be: nothing is written then)."""
+    import optuna
+    if spec.startswith("journal:") or (spec.endswith(".log") and "://" not in spec):
+        return _journal_storage(spec.removeprefix("journal:"), heartbeat)
+    if "://" not in spec:
+        raise InputError(f"--storage {spec}: not an Optuna storage: give an RDB URL (sqlite:///PATH.db, "
+                         "postgresql://USER:PASSWORD@HOST/DB, mysql://...) or a journal file (PATH.log, journal:PATH)")
+    try:
+        from sqlalchemy.engine import make_url
+        shown = make_url(spec).render_as_string(hide_password=True)
+    except Exception:
+        shown = spec.split("@")[-1]
+    if spec.startswith("sqlite:///") and not Path(spec.removeprefix("sqlite:///")).parent.is_dir():
+        raise InputError(f"--storage {shown}: folder {Path(spec.removeprefix('sqlite:///')).parent} does not exist")
+    engine = {"connect_args": {"timeout": 60}} if spec.startswith("sqlite") else None  # several workers: wait
+    for attempt in range(5):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            try:
+                return optuna.storages.RDBStorage(spec, engine_kwargs=engine, heartbeat_interval=heartbeat,
+                                                  heartbeat_stale_trial_callback=report_stale)
+            except Exception as e:  # no driver, unreachable server, bad URL, no permission
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                if attempt < 4 and ("already exists" in reason or "locked" in reason or "UNIQUE" in reason):
+                    time.sleep(1 + attempt)  # workers started at once on a new storage: one creates the tables
+                    continue
+                cause = f" ({e.__cause__})" if isinstance(e, ImportError) and e.__cause__ else ""
+                raise InputError(f"cannot open storage {shown}: {reason}{cause}") from None
+
+
+def make_sampler(seed: int):
+    """TPE whose random draws in trial N are seeded by (SEED, N): reproducible for one worker, different for
+    workers started at once with the same --seed (a TPESampler per trial: it keeps no state of its own)."""
+    import numpy as np
+    import optuna
+
+    class TrialSeededTPE(optuna.samplers.BaseSampler):
+        def __init__(self):
+            self.tpe = optuna.samplers.TPESampler(seed=seed)
+
+        def before_trial(self, study, trial):
+            self.tpe = optuna.samplers.TPESampler(seed=int(np.random.SeedSequence([seed, trial.number])
+                                                           .generate_state(1)[0]))
+            self.tpe.before_trial(study, trial)
+
+        def infer_relative_search_space(self, study, trial):
+            return self.tpe.infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study, trial, search_space):
+            return self.tpe.sample_relative(study, trial, search_space)
+
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            return self.tpe.sample_independent(study, trial, param_name, param_distribution)
+
+        def after_trial(self, study, trial, state, values):
+            self.tpe.after_trial(study, trial, state, values)
+
+    return TrialSeededTPE()
+
+
+def make_pruner(args):
+    import optuna
+    if args.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=args.startup_trials,
+                                           n_warmup_steps=max(args.prune_after - 1, 0))
+    if args.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=max(args.prune_after, 1))
+    return optuna.pruners.NopPruner()
+
+
+# ------------------------------------------------------------------------------------------ options
+
+def parse(argv) -> tuple[argparse.Namespace, RunConfig, AudioConfig, set, set]:
+    """-> tune.py's options, the base run and audio (defaults <- --config <- main.py options), the names set
+    by the preset or the command line, and those set on the command line."""
+    parser = build_parser(__doc__.splitlines()[0])
+    parser.description, parser.epilog = __doc__, None
+    parser.conflict_handler = "resolve"  # tune.py's --config, --name, --out, --seed replace main.py's
+    tune_options(parser).parse_args(argv)  # --help, and unknown options fail loudly (exit 2)
+    own = tune_options(argparse.ArgumentParser(add_help=False, allow_abbrev=False))
+    args, rest = own.parse_known_args(argv)
+    cli = {k for k, v in vars(build_parser().parse_args(rest)).items() if v is not None}
+    if args.config and not Path(args.config).is_file():
+        raise InputError(f"--config {args.config}: no such file")
+    try:
+        run, audio, given = load_config(rest + (["--config", args.config] if args.config else []))
+    except SystemExit as e:  # an unknown key in the preset
+        raise InputError(str(e.code).removeprefix("error: ")) from None
+    bad = [k for k in NOT_FOR_TUNE if k in given and getattr(run, k)]
+    if bad:
+        raise InputError(f"--{bad[0].replace('_', '-')} is not for tune.py: each trial is a new run in OUT/trial-N/ "
+                         "(rerun the tune.py command to continue a study)")
+    for option, value, low in (("--n-trials", args.n_trials, 1), ("--heartbeat", args.heartbeat, 1),
+                               ("--prune-after", args.prune_after, 1), ("--startup-trials", args.startup_trials, 0),
+                               ("--max-failures", args.max_failures, 0)):
+        if value < low:
+            raise InputError(f"{option} must be at least {low}, not {value}")
+    return args, run, audio, given - {"config"}, cli
+
+
+def training_values(run: RunConfig, audio: AudioConfig, keys) -> dict:
+    """The named settings of a run, without the machine-specific ones: a preset's content."""
+    both = {**asdict(audio), **asdict(run)}
+    return {k: both[k] for k in sorted(keys) if k not in MACHINE}
+
+
+# ------------------------------------------------------------------------------------------ the study
+
+def study_setup(study, setup: dict) -> None:
+    """Record what the study searches (first worker), or check that this worker searches the same."""
+    setup = json.loads(json.dumps(setup))
+    saved = study.user_attrs.get("setup")
+    if saved is None:
+        study.set_user_attr("setup", setup)
+    elif saved != setup:
+        differ = sorted(k for part in setup for k in set(setup[part]) | set(saved.get(part, {}))
+                        if setup[part].get(k) != saved.get(part, {}).get(k))
+        raise InputError(f"study {study.study_name} in this storage searches another space or base preset "
+                         f"(differs in: {', '.join(differ)}); give another --name, or the study's own options")
+
+
+def make_objective(args, base: RunConfig, audio: AudioConfig, given: set, search: dict, fixed: dict,
+                   metric: str, out: Path, state: dict):
+    import optuna
+
+    import main as train_main
+    from models_utils import CheckpointError
+    from utils import DataError
+
+    def objective(trial):
+        live = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING,
+                optuna.trial.TrialState.WAITING)
+        if sum(t.number < trial.number for t in trial.study.get_trials(deepcopy=False, states=live)) >= args.n_trials:
+            raise Surplus(f"the study has its {args.n_trials} trials (finished or running) without this one")
+        params = {name: suggest(trial, name, p) for name, p in search.items()}
+        run_dir = out / f"trial-{trial.number}"
+        run = replace(base, **fixed, **params, out=str(run_dir), name=None)
+        run_audio = train_main.model_audio(run, audio, given)
+        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("preset", training_values(run, run_audio, given | set(search) | set(fixed)))
+        print(f"trial {trial.number}: {', '.join(f'{k}={_short(v)}' for k, v in params.items())} -> {run_dir}/",
+              flush=True)
+
+        def on_epoch(epoch: int, row: dict) -> None:
+            value = row[metric]
+            if math.isfinite(value):
+                trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"{metric} {value:.4f} after epoch {epoch}")
+
+        try:
+            train_main.train(run, run_audio, given | set(search) | set(fixed) | {"out"}, on_epoch=on_epoch)
+        except optuna.TrialPruned:
+            for checkpoint in run_dir.glob("*.pt"):
+                checkpoint.unlink()
+            state["failures"] = 0
+            raise
+        except (DataError, CheckpointError):  # the data, not the parameters: every trial would fail
+            raise
+        except Exception as e:
+            state["failures"] += 1
+            raise TrialFailed(f"{type(e).__name__}: {e}") from e
+        state["failures"] = 0
+        value = json.loads((run_dir / "results.json").read_text()).get(metric)
+        if value is None:
+            raise TrialFailed(f"no {metric} in {run_dir}/results.json: tune.py needs a validation split")
+        return value
+
+    return objective
+
+
+def counts(study) -> tuple[int, int]:
+    """(finished, running) trials of the study."""
+    states = [t.state.name for t in study.get_trials(deepcopy=False)]
+    return sum(s in FINISHED for s in states), states.count("RUNNING")
+
+
+def work(study, objective, args, state: dict) -> str:
+    """Run trials until the study has --n-trials finished and none running; -> why this worker stopped."""
+    import optuna
+    started = time.monotonic()
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # a dead worker's RUNNING trial -> FAIL
+        finished, running = counts(study)
+        if finished >= args.n_trials and not running:
+            return f"the study has its {finished} finished trials"
+        if args.timeout is not None and time.monotonic() - started >= args.timeout:
+            return f"--timeout {args.timeout:g} s: {finished} of {args.n_trials} trials finished; rerun to continue"
+        if args.max_failures and state["failures"] >= args.max_failures:
+            return f"{state['failures']} trials failed in a row (see above)"
+        if finished + running >= args.n_trials:  # the last ones run elsewhere (or are a dead worker's, until stale)
+            time.sleep(min(5, args.heartbeat))
+            continue
+        study.optimize(objective, n_trials=1, catch=(TrialFailed, Surplus), gc_after_trial=True)
+
+
+# ------------------------------------------------------------------------------------------ outputs
+
+def _short(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def _replace(path: Path, write) -> None:
+    """write(tmp) then rename: workers that end together never leave a half-written file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _shown_value(t) -> float:
+    """A trial's value; for a pruned one, the best metric it reported."""
+    return t.value if t.value is not None else max(t.intermediate_values.values(), default=float("nan"))
+
+
+def trials_table(study, metric: str, names: list[str], most: int = 15) -> str:
+    """Markdown table of the best finished trials: the completed ones first, best first."""
+    done = sorted((t for t in study.trials if t.state.name in FINISHED),
+                  key=lambda t: (t.state.name != "COMPLETE", -_shown_value(t)))
+    rows = ["| trial | state | " + metric + " | epochs | " + " | ".join(names) + " |",
+            "|---:|---|---:|---:|" + "---|" * len(names)]
+    for t in done[:most]:
+        rows.append(f"| {t.number} | {t.state.name.lower()} | {_shown_value(t):.4f} | {len(t.intermediate_values)} | "
+                    + " | ".join(_short(t.params.get(n, "")) for n in names) + " |")
+    return "\n".join(rows) + (f"\n({len(done) - most} more in trials.csv)" if len(done) > most else "")
+
+
+def plots(study, metric: str, names: list[str], out: Path) -> list[str]:
+    """Optuna's matplotlib plots as PNG; -> notes on the ones skipped."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    notes, todo = [], [("history.png", lambda: ovm.plot_optimization_history(study, target_name=metric))]
+    if len(complete) >= 2 and len(names) >= 2:
+        todo.append(("importances.png", lambda: ovm.plot_param_importances(study, target_name=metric)))
+    else:
+        notes.append("importances.png skipped: it needs 2 completed trials and 2 searched parameters")
+    todo.append(("parallel_coordinate.png", lambda: ovm.plot_parallel_coordinate(study, target_name=metric)))
+    for name, plot in todo:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                figure = plot().figure
+            figure.set_size_inches(max(8, 1.2 * len(names)) if name == "parallel_coordinate.png" else 8, 5)
+            figure.tight_layout()
+            _replace(out / name, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
+            plt.close(figure)
+        except Exception as e:  # a plot is no reason to lose the study's summary
+            notes.append(f"{name} skipped: {type(e).__name__}: {e}")
+    return notes
+
+
+def write_outputs(study, metric: str, names: list[str], out: Path) -> None:
+    columns = study.trials_dataframe()
+    columns = columns.drop(columns=[c for c in columns if c == "user_attrs_preset" or c.startswith("system_attrs")])
+    _replace(out / "trials.csv", lambda tmp: columns.to_csv(tmp, index=False))
+    print(trials_table(study, metric, names))
+    notes = plots(study, metric, names, out)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    if not complete:
+        notes.append("best.yaml not written: no trial completed yet")
+    else:
+        best = study.best_trial
+        header = (f"# tune.py study {study.study_name}: trial {best.number} of {len(study.trials)}, "
+                  f"best {metric} {best.value:.4f} (validation split)\n"
+                  f"# python main.py --config {out / 'best.yaml'} --data-dir DATA\n")
+        text = header + yaml.safe_dump(best.user_attrs["preset"], sort_keys=False)
+        _replace(out / "best.yaml", lambda tmp: tmp.write_text(text))
+        print(f"best: trial {best.number}, {metric} {best.value:.4f}: "
+              + ", ".join(f"{k}={_short(v)}" for k, v in best.params.items()))
+    for note in notes:
+        print(note)
+    print(f"wrote {out}/: {', '.join(sorted(p.name for p in out.iterdir() if p.is_file() and p.suffix != '.tmp'))}")
+
+
+def main(argv=None) -> int:
+    import optuna
+
+    import main as train_main
+    from models import MODELS
+    from models_utils import CheckpointError
+    from utils import DataError
+    made = None
+    try:
+        args, base, audio, given, cli = parse(argv)
+        search, fixed = load_space(args.space)
+        for name in sorted((set(search) | set(fixed)) & cli):
+            print(f"{name}: fixed to {getattr(base, name)!r} by the command line (the space file's entry is not used)")
+            search.pop(name, None)
+            fixed.pop(name, None)
+        if not search:
+            raise InputError(f"{args.space}: nothing to search (no range or choice left)")
+        models = search["model"]["choices"] if "model" in search else [fixed.get("model", base.model)]
+        for model in models:
+            if model not in MODELS:
+                raise InputError(f"unknown model {model!r}: choose from {', '.join(MODELS)}")
+        name = args.name or Path(args.space).stem
+        if not name or not all(c.isalnum() or c in "._-" for c in name):
+            raise InputError(f"--name {name!r}: use letters, digits, '.', '_' and '-'")
+        out = Path(args.out or Path("runs") / "tune" / name)
+        storage = open_storage(args.storage, args.heartbeat) if args.storage else None  # fail fast
+        base = train_main.demo_if_no_fma(base, given)
+        for audio_params in {train_main.model_audio(replace(base, model=m), audio, given) for m in models}:
+            train_main.prepare(base, audio_params)  # every trial's cache, before anything of the study is written
+        if storage is None:
+            made = not out.exists()
+            out.mkdir(parents=True, exist_ok=True)
+            storage = open_storage(f"sqlite:///{out.resolve() / 'study.db'}", args.heartbeat)
+        metric = "val_macro_roc_auc" if base.target == "all" else "val_accuracy"
+        study = optuna.create_study(study_name=name, storage=storage, sampler=make_sampler(args.seed),
+                                    pruner=make_pruner(args), direction="maximize", load_if_exists=True)
+        study_setup(study, {"metric": {"name": metric}, "search": search, "fixed": fixed,
+                            "base": training_values(base, audio, given)})
+        made = False
+        out.mkdir(parents=True, exist_ok=True)
+    except InputError as e:
+        if made:  # the default storage's folder, created for nothing
+            shutil.rmtree(out, ignore_errors=True)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (DataError, CheckpointError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("WANDB_RUN_GROUP", name)  # read by wandb.init in main.Logger: one group per study
+    finished, running = counts(study)
+    print(f"study {name} ({storage.__class__.__name__}): {finished} of {args.n_trials} trials finished, {running} "
+          f"running; searching {', '.join(search)} for the best {metric}; trials in {out}/")
+    state = {"failures": 0}
+    try:
+        why = work(study, make_objective(args, base, audio, given, search, fixed, metric, out, state), args, state)
+    except (DataError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"interrupted: the running trial is marked FAIL; rerun the command to continue study {name}",
+              file=sys.stderr)
+        return 130
+    print(f"worker done: {why}")
+    write_outputs(study, metric, list(search), out)
+    return 1 if args.max_failures and state["failures"] >= args.max_failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
