@@ -454,7 +454,7 @@ def report(args, results: dict) -> str:
     worst_share = max((t["clips_per_s"] / t["load_clips_per_s"] for t in r["train"]
                        if t["device"] == "cpu" and "clips_per_s" in t), default=float("nan"))
     rss = max(m.get("rss_mb", float("nan")), m.get("rss_mb", 0) + m.get("children_rss_mb", 0) * m.get("loader_workers", 0))
-    lines += ["", "### Goals (issue 6)", "", "| goal | measured | |", "|---|---|---|",
+    lines += ["", "### Goals", "", "| goal | measured | |", "|---|---|---|",
               f"| extraction >= {GOALS['extract_vs_original']:g}x the original-style pipeline | "
               f"{ratio(vs_orig)} | {goal(vs_orig >= GOALS['extract_vs_original'])} |",
               f"| extraction within {GOALS['extract_vs_floor']:g}x of the decode floor | {ratio(vs_floor)} | "

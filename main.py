@@ -35,8 +35,9 @@ import torch.nn.functional as F
 
 from config import AudioConfig, RunConfig, load_config
 from models import MODELS, ModelConfig, build_model, count_parameters
-from models_utils import (CheckpointError, accelerate, bootstrap_metrics, load_backbone, load_checkpoint,
-                          make_reproducible, pick_device, rng_state, save_checkpoint, seed_everything, set_rng_state)
+from metrics import bootstrap_metrics
+from models_utils import (CheckpointError, accelerate, load_backbone, load_checkpoint, make_reproducible, pick_device,
+                          rng_state, save_checkpoint, seed_everything, set_rng_state)
 from test import (average_probs, ensemble_mismatch, evaluate, plot_auc_vs_count, plot_confusion, plot_curves,
                   score)
 from train import Augment, train_one_epoch

@@ -103,8 +103,8 @@ import torch
 
 from config import AudioConfig
 from models import ModelConfig, build_model
-from models_utils import (CheckpointError, classification_metrics, load_checkpoint, multilabel_metrics,
-                          output_probs, pick_device)
+from metrics import classification_metrics, multilabel_metrics
+from models_utils import CheckpointError, load_checkpoint, output_probs, pick_device
 from test import average_probs, ensemble_mismatch
 from utils import (AMIN, SOUNDFILE_EXTENSIONS, SUBSETS, AudioError, DataError, audio_path, clip_from_wave,
                    crop_starts, find_audio_dir, load_audio, load_metadata, log_mel, multi_hot,

@@ -137,7 +137,7 @@ def predictions(run_dir: Path) -> dict[int, tuple[str, str]]:
 
 def paired(a: Path, b: Path, n: int, level: float) -> tuple[str, float]:
     """One line of --compare for two single runs, and the accuracy difference A - B."""
-    from models_utils import mcnemar_exact, paired_bootstrap_diff
+    from metrics import mcnemar_exact, paired_bootstrap_diff
     if "all" in (target(a), target(b)):
         _fail("--compare needs --target top runs (per-track right or wrong)")
     pa, pb = predictions(a), predictions(b)

@@ -15,7 +15,8 @@ import contextlib
 import numpy as np
 import torch
 
-from models_utils import classification_metrics, multilabel_metrics, output_probs
+from metrics import classification_metrics, multilabel_metrics
+from models_utils import output_probs
 from train import BatchProgress
 
 
@@ -70,7 +71,7 @@ def score(y: np.ndarray, p: np.ndarray, classes: list[str], multilabel: bool = F
     per-class precision/recall, confusion matrix. Multi-label (`multilabel`, targets are multi-hot rows):
     loss (binary cross-entropy of the clip probabilities), macro/micro ROC-AUC, macro/micro AP, per-genre
     ROC-AUC and AP, and F1 at `threshold` (tuned on these clips when None: pass validation's to test);
-    see models_utils.multilabel_metrics.
+    see metrics.multilabel_metrics.
     """
     loss = clip_loss(y, p, multilabel)
     if multilabel:

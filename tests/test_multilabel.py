@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import pre_trained_models as ptm
 from conftest import DATA, REAL_CLIPS, make_large_tree, run_main
 from main import make_loss, sample_weights
-from models_utils import multilabel_metrics, tune_threshold
+from metrics import multilabel_metrics, tune_threshold
 from utils import genre_path, genre_vocabulary, load_genres, load_tracks, multi_hot
 
 GENRES = load_genres(DATA / "fma_metadata" / "genres.csv")

@@ -1,4 +1,4 @@
-"""tune.py (issue 13): Optuna search over main.train. The acceptance test (a study killed with -9 after its first
+"""tune.py: Optuna search over main.train. The acceptance test (a study killed with -9 after its first
 trial, continued by two workers at once on its SQLite storage, ends with --n-trials finished trials and a best
 preset that main.py trains), pruning (checkpoints deleted, W&B run closed and grouped by study), the journal
 storage's heartbeat, the space file's checks, and bad input (exit 2, nothing written). Trials are tiny: CNN1D,
@@ -155,7 +155,7 @@ def test_a_trial_beyond_n_trials_is_not_run():
         objective(extra)
 
 
-def test_default_space_searches_what_the_issue_asks():
+def test_default_space_searches_every_kind_of_parameter():
     search, fixed = tune.load_space(str(ROOT / "configs" / "search_space.yaml"))
     assert set(search) == {"lr", "weight_decay", "batch_size", "crop_seconds", "augment", "eq_db", "contrast",
                            "mixup", "width", "dropout", "scheduler", "model"}

@@ -1,4 +1,4 @@
-"""Uncertainty (issue 13): bootstrap confidence intervals over test tracks (models_utils), paired tests
+"""Uncertainty: bootstrap confidence intervals over test tracks (metrics.py), paired tests
 between two runs, `main.py --seeds` with aggregate.json, and results_table.py's intervals, mean ± std
 and --compare."""
 import csv
@@ -13,8 +13,8 @@ from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 import main
 import results_table
 from conftest import run_main
-from models_utils import (MultilabelScores, _resamples, accuracy, bootstrap_ci, bootstrap_metrics, macro_f1_score,
-                          mcnemar_exact, multilabel_metrics, paired_bootstrap_diff)
+from metrics import (MultilabelScores, _resamples, accuracy, bootstrap_ci, bootstrap_metrics, macro_f1_score,
+                     mcnemar_exact, multilabel_metrics, paired_bootstrap_diff)
 from test_train import demo_args
 
 
