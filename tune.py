@@ -233,16 +233,21 @@ def suggest(trial, name: str, p: dict):
 
 # ------------------------------------------------------------------------------------------ storage
 
-def _journal_storage(path: str, heartbeat: int):
-    """A JournalStorage with Optuna's heartbeat mechanism, which Optuna (5.1) gives RDBStorage only: a running
-    trial records time.time() in its system attrs every `heartbeat` s; one RUNNING for longer than 2 x
-    `heartbeat` since its last record is stale, and optuna.storages.fail_stale_trials marks it FAIL."""
-    from optuna.storages import JournalStorage
-    from optuna.storages._heartbeat import BaseHeartbeat  # the mixin RDBStorage implements
-    from optuna.storages.journal import JournalFileBackend
+def _beating(base: type) -> type:
+    """Optuna storage class `base` with a heartbeat that also covers a trial that never beat: a running trial
+    records time.time() in its system attrs every `heartbeat` s (Optuna's heartbeat thread calls
+    record_heartbeat); one RUNNING for longer than 2 x `heartbeat` since its last record, or since its start
+    when it has none (a worker killed between creating the trial and its first beat, which Optuna's RDB
+    heartbeat would wait on forever), is stale, and optuna.storages.fail_stale_trials marks it FAIL. Uses
+    Optuna's heartbeat mixin (a private module in Optuna 5.1, which gives JournalStorage no heartbeat)."""
+    from optuna.storages._heartbeat import BaseHeartbeat
     from optuna.trial import TrialState
 
-    class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
+    class Beating(base, BaseHeartbeat):
+        def __init__(self, *args, heartbeat: int, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.beat = heartbeat
+
         def record_heartbeat(self, trial_id: int) -> None:
             try:
                 self.set_trial_system_attr(trial_id, "heartbeat", time.time())
@@ -252,17 +257,25 @@ def _journal_storage(path: str, heartbeat: int):
         def _get_stale_trial_ids(self, study_id: int) -> list[int]:
             now = time.time()
             return [t._trial_id for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-                    if now - t.system_attrs.get("heartbeat", t.datetime_start.timestamp()) > 2 * heartbeat]
+                    if now - t.system_attrs.get("heartbeat", t.datetime_start.timestamp()) > 2 * self.beat]
 
         def get_heartbeat_interval(self) -> int:
-            return heartbeat
+            return self.beat
 
         def get_heartbeat_stale_trial_callback(self):
             return report_stale
 
+    return Beating
+
+
+def _journal_storage(path: str, heartbeat: int):
+    """A JournalStorage (a file that workers on many machines append to) with the heartbeat of _beating."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
     if not Path(path).parent.is_dir():
         raise InputError(f"journal file {path}: folder {Path(path).parent} does not exist")
-    return HeartbeatJournalStorage(JournalFileBackend(path))
+    return _beating(JournalStorage)(JournalFileBackend(path), heartbeat=heartbeat)
 
 
 def report_stale(study, trial) -> None:
@@ -289,8 +302,7 @@ def open_storage(spec: str, heartbeat: int):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             try:
-                return optuna.storages.RDBStorage(spec, engine_kwargs=engine, heartbeat_interval=heartbeat,
-                                                  heartbeat_stale_trial_callback=report_stale)
+                return _beating(optuna.storages.RDBStorage)(spec, engine_kwargs=engine, heartbeat=heartbeat)
             except Exception as e:  # no driver, unreachable server, bad URL, no permission
                 reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 if attempt < 4 and ("already exists" in reason or "locked" in reason or "UNIQUE" in reason):

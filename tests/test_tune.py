@@ -134,15 +134,19 @@ def test_pruned_trial_loses_its_checkpoints_and_closes_its_grouped_wandb_run(dem
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::optuna.exceptions.ExperimentalWarning")
-def test_journal_storage_fails_only_the_trial_whose_heartbeat_stopped(tmp_path):
-    storage = tune.open_storage(f"journal:{tmp_path / 'j.log'}", heartbeat=1)
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_storage_fails_only_the_trials_whose_heartbeat_stopped(kind, tmp_path):
+    """A worker killed after its last beat, or between creating its trial and the first beat: both trials are
+    stale after 2 heartbeats; a live one is not."""
+    spec = f"journal:{tmp_path / 'j.log'}" if kind == "journal" else f"sqlite:///{tmp_path / 's.db'}"
+    storage = tune.open_storage(spec, heartbeat=1)
     study = optuna.create_study(storage=storage, study_name="s")
-    dead, live = study.ask(), study.ask()
+    dead, never, live = study.ask(), study.ask(), study.ask()
     storage.record_heartbeat(dead._trial_id)
     time.sleep(2.2)
     storage.record_heartbeat(live._trial_id)
     optuna.storages.fail_stale_trials(study)
-    assert [t.state.name for t in study.trials] == ["FAIL", "RUNNING"]
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL", "RUNNING"]
 
 
 def test_a_trial_beyond_n_trials_is_not_run():
