@@ -341,6 +341,7 @@ def test_line(label: str, metrics: dict, test: dict, multilabel: bool, about: st
     return (f"{label}: accuracy {metrics['accuracy']:.4f}{ci('accuracy')}  macro-F1 {metrics['macro_f1']:.4f}"
             f"{ci('macro_f1')}  ({n} tracks, {about}{ci('level')})")
 
+
 def _ci_text(test: dict, key: str) -> str:
     """' [low, high]' of a test metric's interval (or, for key 'level', ', 95% bootstrap intervals');
     '' without intervals."""
@@ -510,6 +511,7 @@ def aligned_rows(ids: np.ndarray, common: np.ndarray, metrics: dict) -> tuple[np
     where = {int(t): i for i, t in enumerate(ids)}
     idx = np.array([where[int(t)] for t in common], dtype=np.int64)
     return metrics["probs"][idx], metrics["y_true"][idx]
+
 
 def model_audio(run: RunConfig, audio: AudioConfig, given: set) -> AudioConfig:
     """The model's own audio parameters (its class's `audio`, e.g. musicnn's 16 kHz / 96 mels) as the
@@ -683,9 +685,10 @@ def train(run: RunConfig, audio: AudioConfig, given: set,
                    "seconds": tr["seconds"], "clips_per_s": tr["clips_per_s"]}
             history.append(row)
             logger.epoch(step, row, history)
+            state = state_at(epoch)
             if is_best:  # best.pt before last.pt: once last.pt claims this epoch, best.pt holds its weights
-                save_checkpoint(out / "best.pt", state_at(epoch))
-            save_checkpoint(out / "last.pt", state_at(epoch))
+                save_checkpoint(out / "best.pt", state)
+            save_checkpoint(out / "last.pt", state)
             scores = (f"train loss {tr['loss']:.4f}  |  val loss {row['val_loss']:.4f} ROC-AUC {row['val_macro_roc_auc']:.3f} "
                       f"AP {row['val_macro_ap']:.3f} micro-F1 {row['val_micro_f1']:.3f}" if multilabel else
                       f"train loss {tr['loss']:.4f} acc {tr['accuracy']:.3f}  |  "

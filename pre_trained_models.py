@@ -90,6 +90,7 @@ import contextlib
 import csv
 import dataclasses
 import functools
+import itertools
 import json
 import math
 import os
@@ -204,6 +205,11 @@ class Predictor:
         x = torch.full((1, self.audio.n_mels, self.window_frames), 10 * math.log10(AMIN), device=self.device)
         with torch.inference_mode():
             return int(self.model.embed(self.model.check_input(x)).shape[1])
+
+    @property
+    def decoding(self) -> tuple:
+        """What `load` depends on: predictors with equal keys decode a song into the same features and windows."""
+        return self.audio, self.window_hop, self.window_frames, self.crop_frames, self.windows_per_clip
 
     @property
     def window_frames(self) -> int:
@@ -326,15 +332,21 @@ def load_predictors(checkpoints: list[str], device: str = "auto", batch_windows:
 
 def predict_songs(predictors: list[Predictor], checkpoints: list[str], songs: list[Song], workers: int,
                   keep_features: bool = False, embeddings: bool = False) -> Iterator[Song]:
-    """Yield the songs, in order, predicted by one Predictor, or by an ensemble: every member decodes
-    and windows its own copy of each song (its audio parameters may differ; the decoding threads are
-    shared out), and the song gets the mean of the members' probabilities and their Songs (`members`);
-    a song that fails in a member fails with that member's error."""
+    """Yield the songs, in order, predicted by one Predictor, or by an ensemble: each song is decoded and
+    windowed once per distinct `Predictor.decoding` of the members (their audio parameters may differ;
+    the decoding threads are shared out), every member predicts its own copy, and the song gets the mean
+    of the members' probabilities and their Songs (`members`); a song that fails in a member fails with
+    that member's error."""
     if len(predictors) == 1:
         yield from predictors[0].predict(decode_all(predictors[0], songs, workers), keep_features, embeddings)
         return
-    share = max(1, workers // len(predictors))
-    streams = [p.predict(decode_all(p, [dataclasses.replace(s) for s in songs], share)) for p in predictors]
+    groups: dict = {}
+    for p in predictors:
+        groups.setdefault(p.decoding, []).append(p)
+    share = max(1, workers // len(groups))
+    copies = {key: iter(itertools.tee(decode_all(ps[0], [dataclasses.replace(s) for s in songs], share), len(ps)))
+              for key, ps in groups.items()}
+    streams = [p.predict(dataclasses.replace(s) for s in next(copies[p.decoding])) for p in predictors]
     for song, per in zip(songs, zip(*streams)):
         failed = next((m for m in per if not m.ok), None)
         if failed:
