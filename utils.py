@@ -15,8 +15,13 @@ Nothing here trains or defines a model. The pieces, in the order data flows thro
   (`features.npy`, read through a memmap) plus `index.csv` listing each track's status. Resumable
   (a journal records finished tracks), idempotent, and nothing is dropped silently. Reopening it stats
   every audio file and re-decodes the changed ones; builders take turns (a lock file beside the cache).
+  Several processes can build one cache together (`shard=(k, n)`: torchrun ranks, or job-array tasks on
+  machines sharing the file system), each decoding its slice, the rows with row % n == k: the slices
+  decode at the same time (each holds the lock shared, and its slice's own lock exclusively), and the last
+  to finish writes the index, leaving a cache byte-identical to a single build's.
 
-Build a cache from the command line with `python main.py --data-dir DIR --subset small --prepare-only`.
+Build a cache from the command line with `python main.py --data-dir DIR --subset small --prepare-only`
+(`--shard K/N`: slice K of N only).
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ import csv
 import functools
 import itertools
 import json
+import operator
 import os
 import shutil
 import sys
@@ -594,10 +600,10 @@ class FileCheck:
                 f"re-decoded {decoded}")
 
 
-def _check_cache(path: Path, meta: dict, paths: list) -> FileCheck:
-    """Stat every file of the subset, against the index of the finished cache at `path` if there is one.
-    Reads only: a reader of a finished, unchanged cache takes no lock and writes nothing."""
-    stats = file_stats(paths)
+def _check_cache(path: Path, meta: dict, paths: list, stats: Optional[np.ndarray] = None) -> FileCheck:
+    """Stat every file of the subset (unless given their `stats`), against the index of the finished cache at
+    `path` if there is one. Reads only: a reader of a finished, unchanged cache takes no lock and writes nothing."""
+    stats = file_stats(paths) if stats is None else stats
     finished = _read_json(path / "meta.json") == meta and (path / "index.csv").exists()
     return FileCheck(stats, pd.read_csv(path / "index.csv", keep_default_na=False) if finished else None)
 
@@ -618,25 +624,31 @@ def _write_atomic(path: Path, text: str):
 
 
 @contextlib.contextmanager
-def _build_lock(lock_file: Path, log: Callable[[str], None]):
-    """Hold an exclusive advisory lock (fcntl.flock) on `lock_file` for the block; wait, saying so, while another
-    process holds it. The kernel drops the lock when its holder exits, however it exits (kill -9 included).
-    The file keeps the pid of its last holder, for the waiting message; it is never removed (that would race)."""
+def _build_lock(lock_file: Path, log: Callable[[str], None], shared: bool = False, wait: bool = True,
+                what: str = "this cache"):
+    """Hold an advisory lock (fcntl.flock) on `lock_file` for the block, exclusive or `shared`; wait, saying so,
+    while another process holds it (or, with wait=False, yield False at once: not held). Yields True once held.
+    The kernel drops the lock when its holder exits, however it exits (kill -9 included). The file keeps the
+    pid of its last holder, for the waiting message; it is never removed (that would race)."""
     import fcntl
     lock_file.parent.mkdir(parents=True, exist_ok=True)
+    kind = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     with open(lock_file, "a+") as f:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f, kind | fcntl.LOCK_NB)
         except BlockingIOError:
+            if not wait:
+                yield False
+                return
             f.seek(0)
-            holder = f.read().strip()
+            holder = (f.read().split() or [""])[-1]  # shared holders may each have written theirs
             log(f"waiting for {lock_file}: another process{f' (pid {holder})' if holder else ''} "
-                f"is building this cache")
-            fcntl.flock(f, fcntl.LOCK_EX)
+                f"is building {what}")
+            fcntl.flock(f, kind)
         f.truncate(0)
         f.write(f"{os.getpid()}\n")
         f.flush()
-        yield
+        yield True
 
 
 @contextlib.contextmanager
@@ -719,9 +731,11 @@ def quiet_native_stderr():
         sys.stderr = old
 
 
-def _read_journal(path: Path) -> dict:
+def _read_journal(path: Path, truncate: bool = True) -> dict:
     """track_id -> its last complete journal record (status, reason, frames, size, mtime_ns). A torn last line
-    (a write cut short by kill -9 or a full disk) is cut off the file, so that the next line starts afresh."""
+    (a write cut short by kill -9 or a full disk) is left out, and with `truncate` cut off the file, so that the
+    next line starts afresh: only for a journal that this process owns (one another process is writing may
+    merely end with a line not yet complete)."""
     done, end = {}, 0
     if not path.exists():
         return done
@@ -732,14 +746,106 @@ def _read_journal(path: Path) -> dict:
             rec = json.loads(line)
             done[rec["track_id"]] = rec
             end += len(line)
-    if end < path.stat().st_size:
+    if truncate and end < path.stat().st_size:
         os.truncate(path, end)
     return done
 
 
+def shard_lock_path(path: Path, k: int, n: int) -> Path:
+    """The lock file of slice k of n of cache directory `path`: its builders take turns (beside it, like lock_path)."""
+    return path.parent / f"{path.name}.shard-{k}-of-{n}.lock"
+
+
+def _shard_journal(path: Path, k: int, n: int) -> Path:
+    return path / f"journal-{k}-of-{n}.jsonl"
+
+
+def _shard_journals(path: Path) -> list[Path]:
+    return sorted(path.glob("journal-*-of-*.jsonl"))
+
+
+def _journals(path: Path) -> list[Path]:
+    """Every journal of the cache at `path`, in the order that their records apply."""
+    return [path / "journal.jsonl", *_shard_journals(path)]
+
+
+def _read_journals(path: Path, owned: Optional[list] = None) -> dict:
+    """track_id -> its current record: its last line in journal.jsonl, then in the shard journals, which are newer
+    (they exist only between a sharded set-up and the fold that ends it) and of one slice count, so their slices
+    do not overlap. `owned`: the journals whose torn last line this process may cut off (None: all of them, under
+    the lock held exclusively)."""
+    done = {}
+    for journal in _journals(path):
+        done.update(_read_journal(journal, truncate=owned is None or journal in owned))
+    return done
+
+
+def _current(records: dict, index: pd.DataFrame, stats: np.ndarray) -> dict:
+    """The records of `records` whose file still has the recorded size and mtime (`stats`, rows of `index`)."""
+    now = {int(tid): (int(size), int(mtime)) for tid, (size, mtime) in zip(index["track_id"], stats)}
+    return {tid: rec for tid, rec in records.items() if (rec.get("size"), rec.get("mtime_ns")) == now.get(tid)}
+
+
+def _is_set_up(path: Path, meta: dict, n: Optional[int] = None) -> bool:
+    """Whether `path` holds the started build of `meta`: its started.json and its (perhaps partly written) array;
+    with `n`, also the journals of slices 0..n-1 of n, and no other shard journal."""
+    return (_read_json(path / "started.json") == meta and (path / "features.npy").exists()
+            and (n is None or _shard_journals(path) == sorted(_shard_journal(path, k, n) for k in range(n))))
+
+
+def _set_up(path: Path, meta: dict):
+    """Make `path` the directory of a build of `meta` (<name>.lock held exclusively): a directory of other parameters or
+    another track list, or of a build killed before it wrote started.json, is removed; then started.json, and the
+    (sparse) array, whose loss makes every journal stale."""
+    started, array = path / "started.json", path / "features.npy"
+    if path.exists() and _read_json(started) != meta:
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if not started.exists():
+        _write_atomic(started, json.dumps(meta))  # before anything else: a directory without it holds nothing
+    if not array.exists():
+        for journal in _journals(path):
+            journal.unlink(missing_ok=True)  # its lines describe the rows of a lost array
+        tmp = path / "features.npy.tmp"
+        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=tuple(meta["shape"]))  # sparse file
+        os.replace(tmp, array)
+
+
+def _fold_journals(path: Path):
+    """Merge the shard journals into journal.jsonl, one line per track (its current record; replaced atomically),
+    then remove them (<name>.lock held exclusively). A fold cut short is done again by the next one: it is
+    idempotent."""
+    shards = _shard_journals(path)
+    if shards:
+        records = _read_journals(path)
+        _write_atomic(path / "journal.jsonl", "".join(json.dumps(rec) + "\n" for rec in records.values()))
+        for journal in shards:
+            journal.unlink()
+
+
+def _finish(path: Path, meta: dict, index: pd.DataFrame, done: dict):
+    """Write index.csv from each track's current record (`done`), then meta.json: the cache is complete."""
+    index = index.assign(**{col: [done[int(tid)][col] for tid in index["track_id"]] for col in RECORD_COLUMNS})
+    _write_atomic(path / "index.csv", index[INDEX_COLUMNS].to_csv(index=False))
+    _write_atomic(path / "meta.json", json.dumps(meta))
+
+
+def _check_shard(shard) -> Optional[tuple[int, int]]:
+    """prepare_cache's `shard` as (k, n) with 0 <= k < n; None for none, or for the one slice of 1 (a full build)."""
+    if shard is None:
+        return None
+    try:
+        k, n = (operator.index(v) for v in shard)
+    except (TypeError, ValueError):
+        k, n = 0, 0
+    if not 0 <= k < n:
+        raise ValueError(f"shard {shard!r}: expected (k, n), slice k of n, with integers 0 <= k < n")
+    return None if n == 1 else (k, n)
+
+
 def prepare_cache(data_dir, subset: str = "small", audio: AudioConfig = AudioConfig(), cache_dir=None,
-                  workers: Optional[int] = None, progress: bool = True,
-                  log: Callable[[str], None] = print) -> FeatureCache:
+                  workers: Optional[int] = None, progress: bool = True, log: Callable[[str], None] = print,
+                  shard: Optional[tuple[int, int]] = None) -> Optional[FeatureCache]:
     """Build (or reopen) the log-mel cache of every track of `subset`; see the module docstring.
 
     Reopening a finished cache stats every audio file of the subset, without a lock and writing nothing, and
@@ -749,13 +855,26 @@ def prepare_cache(data_dir, subset: str = "small", audio: AudioConfig = AudioCon
     'checked N files: K changed (...), re-decoded J'. An index without size/mtime_ns (an older cache) has
     every track re-decoded this way.
 
-    Builders of one cache directory take an exclusive advisory lock, fcntl.flock of CACHE_DIR/<name>.lock
-    (beside the directory, which a build with another track list removes), and check again once they hold it:
-    a second builder says it is waiting, then finds the cache finished and reuses it. The kernel drops the
-    lock when its holder dies, so a killed builder never blocks the next one. On NFS, flock is emulated with
-    NFS byte-range locks (Linux >= 2.6.12) and excludes builders on other machines only where the mount
-    supports locking (NFSv4, or NFSv3 with lockd; not with `nolock` or `local_lock=flock|all`, where each
-    machine has its own locks); other network file systems depend on their mount options too.
+    Builders of one cache directory take an advisory lock, fcntl.flock of CACHE_DIR/<name>.lock (beside the
+    directory, which a build with another track list removes), and check again once they hold it: a second
+    builder says it is waiting, then finds the cache finished and reuses it. The kernel drops the lock when its
+    holder dies, so a killed builder never blocks the next one. On NFS, flock is emulated with NFS byte-range
+    locks (Linux >= 2.6.12) and excludes builders on other machines only where the mount supports locking
+    (NFSv4, or NFSv3 with lockd; not with `nolock` or `local_lock=flock|all`, where each machine has its own
+    locks); other network file systems depend on their mount options too.
+
+    `shard=(k, n)`: decode only slice k of n, the rows with row % n == k, while other processes (torchrun ranks,
+    job-array tasks on machines sharing the file system) decode theirs into the same directory at the same time.
+    Returns the cache when it is complete once this slice is done (this process finished it, or found it
+    finished), else None; `n == 1` is a full build. Locks: a full build holds <name>.lock exclusively throughout;
+    a slice holds it shared while it decodes, so that slices run together but never beside a full build, and
+    <name>.shard-K-of-N.lock exclusively, so that two processes of one slice take turns (the second then finds
+    its slice done). Setting the directory up for slices of n (removing a stale directory, started.json, the
+    array, the n empty shard journals) and finishing it take <name>.lock exclusively. A slice's tracks that any
+    journal records with the file's current size and mtime are not decoded again. The last process to let go
+    of the shared lock finalises: it merges the shard journals into journal.jsonl and writes index.csv and
+    meta.json; the finished directory is byte-identical to a single build's (but journal.jsonl: a fresh
+    build's lines in another order; after a rebuild, only each track's last line). The others log 'shard K/N done: D of T tracks decoded so far; ...'.
 
     A full disk (ENOSPC, EDQUOT) raises DataError naming the cache; the next run resumes from the journal.
 
@@ -767,7 +886,10 @@ def prepare_cache(data_dir, subset: str = "small", audio: AudioConfig = AudioCon
       started.json  the same, written first: what the journal and the array belong to
       journal.jsonl one line per decoded track, appended (features row first, then the line): resumes a build
                     after a crash or kill -9; a track's last line is its current record
+      journal-K-of-N.jsonl  the same for slice K of N, while slices are being built (merged into journal.jsonl
+                    and removed when the cache is complete)
     """
+    shard = _check_shard(shard)
     data_dir = Path(data_dir)
     tracks, _ = load_metadata(data_dir, subset)
     tracks = select_subset(tracks, subset)
@@ -785,14 +907,20 @@ def prepare_cache(data_dir, subset: str = "small", audio: AudioConfig = AudioCon
     meta = {"version": CACHE_VERSION, "subset": subset, "audio": asdict(audio), "shape": list(shape),
             "track_ids_sha1": _ids_digest(index["track_id"])}
     paths = [audio_path(audio_dir, tid) for tid in index["track_id"]]
+    build = functools.partial(_build, path, meta, index, paths, audio=audio, workers=workers or os.cpu_count() or 1,
+                              progress=progress, log=log)
 
     check, decoded = _check_cache(path, meta, paths), 0
-    if not check.unchanged:  # something to write: one builder at a time, and look again once it is our turn
+    if not check.unchanged and shard:
+        with _disk_full_is_data_error(path):
+            check, decoded = _build_shard(path, meta, index, paths, build, shard, log)
+        if check is None:
+            return None
+    elif not check.unchanged:  # something to write: one builder at a time, and look again once it is our turn
         with _disk_full_is_data_error(path), _build_lock(lock_path(path), log):
             check = _check_cache(path, meta, paths)
             if not check.unchanged:
-                decoded = _build(path, meta, index, paths, check.stats, audio, workers or os.cpu_count() or 1,
-                                 progress, log)
+                decoded = build(check.stats)
     if check.index is not None:
         log(check.line(decoded))
     if check.unchanged:
@@ -800,33 +928,76 @@ def prepare_cache(data_dir, subset: str = "small", audio: AudioConfig = AudioCon
     return FeatureCache(path, audio, pd.read_csv(path / "index.csv", keep_default_na=False))
 
 
-def _build(path: Path, meta: dict, index: pd.DataFrame, paths: list, stats: np.ndarray, audio: AudioConfig,
-           workers: int, progress: bool, log: Callable[[str], None]) -> int:
-    """Bring the cache at `path` up to date; the caller holds the build lock. Decodes every track that the
-    journal does not record with its file's current size and mtime (`stats`, taken before decoding: a file
-    changed meanwhile is seen next time), writes its features row and then its journal line; then index.csv
-    and meta.json (last). Returns the number of tracks decoded."""
-    from tqdm import tqdm
-    started, array, journal = path / "started.json", path / "features.npy", path / "journal.jsonl"
-    if path.exists() and _read_json(started) != meta:
-        shutil.rmtree(path)  # other parameters or track list, or a build killed before it wrote started.json
-    path.mkdir(parents=True, exist_ok=True)
-    if not started.exists():
-        _write_atomic(started, json.dumps(meta))  # before anything else: a directory without it holds nothing
-    if not array.exists():
-        journal.unlink(missing_ok=True)  # its lines describe the rows of a lost array
-        tmp = path / "features.npy.tmp"
-        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=tuple(meta["shape"]))  # sparse file
-        os.replace(tmp, array)
+def _build_shard(path: Path, meta: dict, index: pd.DataFrame, paths: list, build: Callable,
+                 shard: tuple[int, int], log: Callable[[str], None]) -> tuple[Optional[FileCheck], int]:
+    """prepare_cache's slice k of n (`shard`): set the directory up for slices of n unless it is, decode the slice
+    (`build`: _build bound to this cache), and finalise the cache if no slice is missing any more. Returns the
+    check of the files (None: the cache is not complete yet) and the number of tracks decoded."""
+    k, n = shard
+    lock = lock_path(path)
+    while True:
+        with _build_lock(lock, log, shared=True):
+            check = _check_cache(path, meta, paths)  # again, holding the lock: someone may have finished it
+            if check.unchanged:
+                return check, 0
+            if _is_set_up(path, meta, n):
+                with _build_lock(shard_lock_path(path, k, n), log, what=f"shard {k}/{n} of this cache"):
+                    decoded = build(check.stats, shard=shard)
+                so_far = len(_current(_read_journals(path, owned=[]), index, check.stats))
+                break
+        with _build_lock(lock, log):  # not set up for slices of n: set it up, unless someone did meanwhile
+            if not _check_cache(path, meta, paths, check.stats).unchanged:
+                _set_up(path, meta)
+                if not _is_set_up(path, meta, n):
+                    _fold_journals(path)  # those of another slice count (or of a set-up cut short)
+                    for i in range(n):
+                        _shard_journal(path, i, n).touch()
+    # Why the last slice to finish always gets the cache finalised: every process that decodes a slice holds
+    # <name>.lock shared, and once it lets go tries it exclusively, without waiting. That try fails only while
+    # another process holds the lock, after this slice's records were written and its files closed. That
+    # process either holds it exclusively and finalises itself (a finaliser or a full build, which read the
+    # journals now) or goes on to try in turn (a set-up, which then decodes nothing of its done slice), or holds
+    # it shared and tries in turn when it lets go. So the last try after every slice is done succeeds; if its
+    # process is killed first, the next run of any slice (which decodes nothing) or a full build finalises.
+    with _build_lock(lock, log, wait=False) as held:
+        if held:
+            final = _check_cache(path, meta, paths, check.stats)
+            if final.unchanged:  # finalised by another process meanwhile
+                return final, decoded
+            if _is_set_up(path, meta):
+                done = _current(_read_journals(path), index, check.stats)
+                if len(done) == len(index):
+                    _fold_journals(path)
+                    _finish(path, meta, index, done)
+                    return check, decoded
+                so_far = len(done)
+    log(f"shard {k}/{n} done: {so_far} of {len(paths)} tracks decoded so far; "
+        f"the cache is complete when every shard is")
+    return None, decoded
 
-    now = {int(tid): (int(size), int(mtime)) for tid, (size, mtime) in zip(index["track_id"], stats)}
-    done = {tid: rec for tid, rec in _read_journal(journal).items()
-            if (rec.get("size"), rec.get("mtime_ns")) == now.get(tid)}
-    ids = [int(tid) for tid in index["track_id"]]
+
+def _build(path: Path, meta: dict, index: pd.DataFrame, paths: list, stats: np.ndarray, audio: AudioConfig,
+           workers: int, progress: bool, log: Callable[[str], None], shard: Optional[tuple[int, int]] = None) -> int:
+    """Bring the cache at `path` up to date. Decodes every track that no journal records with its file's current
+    size and mtime (`stats`, taken before decoding: a file changed meanwhile is seen next time), writes its
+    features row and then its journal line. Returns the number of tracks decoded.
+
+    Without `shard`, the caller holds <name>.lock exclusively: set the directory up, merge any shard journals, and
+    end with index.csv and meta.json (last). With shard (k, n), the caller holds <name>.lock shared and the
+    slice's lock, and the directory is set up for slices of n: only the slice's tracks, into its journal."""
+    from tqdm import tqdm
+    k, n = shard or (0, 1)
+    array, journal = path / "features.npy", _shard_journal(path, k, n) if shard else path / "journal.jsonl"
+    if not shard:
+        _set_up(path, meta)
+        _fold_journals(path)
+    done = _current(_read_journals(path, owned=[journal] if shard else None), index, stats)
+    now = dict(zip(ids := [int(tid) for tid in index["track_id"]], stats.tolist()))
     rows = dict(zip(ids, index["row"].tolist()))
-    jobs = [(tid, p, audio) for tid, p in zip(ids, paths) if tid not in done]
+    jobs = [(tid, p, audio) for tid, p in zip(ids, paths) if tid not in done and rows[tid] % n == k]
     if jobs:
-        log(f"building log-mel cache for {len(jobs)} of {len(index)} tracks in {path} ({workers} workers)")
+        log(f"{f'shard {k}/{n}: ' if shard else ''}building log-mel cache for {len(jobs)} of {len(index)} tracks "
+            f"in {path} ({workers} workers)")
         offset, row_bytes = _data_offset(array), audio.n_mels * audio.clip_frames * 2
         blank = bytes(row_bytes)  # a failed track's row, as in a fresh build (also over an earlier decode)
         with quiet_native_stderr(), open(array, "r+b") as arr, open(journal, "a", newline="") as jf:
@@ -839,9 +1010,8 @@ def _build(path: Path, meta: dict, index: pd.DataFrame, paths: list, stats: np.n
                 done[tid] = {"track_id": tid, "status": status, "reason": reason, "frames": int(frames),
                              "size": size, "mtime_ns": mtime_ns}
                 _append_journal(jf, done[tid])
-    index = index.assign(**{col: [done[tid][col] for tid in ids] for col in RECORD_COLUMNS})
-    _write_atomic(path / "index.csv", index[INDEX_COLUMNS].to_csv(index=False))
-    _write_atomic(path / "meta.json", json.dumps(meta))
+    if not shard:
+        _finish(path, meta, index, done)
     return len(jobs)
 
 

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,16 @@ def run_main(*args, cwd=ROOT, timeout=300):
     """Run `python main.py ARGS` in a subprocess; return the CompletedProcess (text)."""
     return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def start_together(procs, go: Path, timeout: float) -> None:
+    """Wait until each process in `procs` has said it is ready (a file GO.*.ready beside `go`), then create
+    `go` to release them all at once."""
+    deadline = time.time() + timeout
+    while len(list(go.parent.glob(f"{go.name}.*.ready"))) < len(procs):
+        assert time.time() < deadline and all(p.poll() is None for p in procs), "builders did not start"
+        time.sleep(0.001)
+    go.touch()
 
 
 def write_mp3(path: Path, seconds: float, sr: int = 44100, seed: int = 0):

@@ -20,7 +20,7 @@ import pytest
 
 import utils
 from config import AudioConfig
-from conftest import ROOT
+from conftest import ROOT, start_together
 from utils import DataError, audio_path, cache_path, lock_path, prepare_cache
 
 AUDIO = AudioConfig()
@@ -131,11 +131,7 @@ def test_two_concurrent_builders_decode_each_track_once(small_tree, tmp_path, st
     """Two builders started together on a fresh cache: one builds, the other waits, then reuses it."""
     go = tmp_path / "go"
     procs = [start_builder(small_tree, "small", tmp_path / "c", go) for _ in range(2)]
-    deadline = time.time() + EVENT_TIMEOUT
-    while len(list(tmp_path.glob("go.*.ready"))) < 2:
-        assert time.time() < deadline and all(p.poll() is None for p in procs), "builders did not start"
-        time.sleep(0.001)
-    go.touch()
+    start_together(procs, go, EVENT_TIMEOUT)
     outs = [p.communicate(timeout=EVENT_TIMEOUT) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
     outs = sorted((out for out, _ in outs), key=lambda out: "waiting" in out)
