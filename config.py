@@ -88,6 +88,12 @@ class RunConfig:
     cache_dir: Optional[str] = opt(None, "where log-mel caches are kept (default: DATA_DIR/cache)")
     workers: Optional[int] = opt(None, "parallel decoding workers (threads; default: all cores)")
     prepare_only: bool = opt(False, "build the feature cache, report failed tracks, and stop", flag=True)
+    shard: Optional[str] = opt(None, "with --prepare-only: decode only slice K of N (K/N, K = 0 .. N-1; the tracks "
+                                     "whose cache row is K modulo N) into the shared cache, e.g. one task of a job "
+                                     "array per slice on machines that share the file system; the cache is complete "
+                                     "(and byte-identical to a one-process build) when every slice is. Under "
+                                     "torchrun every process builds its slice without this option (default: the "
+                                     "whole cache)")
     target: str = opt("top", "what to predict: top = the single top genre (track.genre_top; 8 on small, 16 on "
                              "medium/large; tracks without one are left out and counted), softmax + cross-entropy; "
                              "all = every genre of track.genres_all (multi-label over each genre with at least one "
@@ -116,7 +122,8 @@ class RunConfig:
                                        "BatchNorm statistics included)", flag=True)
     # optimisation
     epochs: int = opt(30, "training epochs (one pass over the training split each)")
-    batch_size: int = opt(32, "clips per training batch")
+    batch_size: int = opt(32, "clips per training batch, per process: under torchrun, N processes make a global "
+                              "batch of N times this")
     lr: float = opt(1e-3, "peak learning rate")
     weight_decay: float = opt(0.0, "weight decay (L2 for adam/sgd, decoupled for adamw)")
     optimizer: str = opt("adamw", "optimizer", choices=("adam", "adamw", "sgd"))
@@ -144,6 +151,9 @@ class RunConfig:
                                     "CUDA, cuDNN without autotuning; --no-deterministic may be faster on GPUs",
                               flag=True)
     amp: bool = opt(True, "mixed precision on CUDA (no effect on CPU)", flag=True)
+    sync_bn: bool = opt(False, "under torchrun: SyncBatchNorm, batch statistics over every process's batch (the "
+                               "global batch) instead of each process's own; CUDA only. No effect in one process",
+                        flag=True)
     compile: bool = opt(False, "torch.compile the model (slow first steps; pays off over long CUDA runs)",
                         flag=True)
     # outputs

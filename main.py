@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from config import AudioConfig, RunConfig, load_config
+from distributed import Dist, ShardedBatches, cleanup, quiet_unless_main, setup, train_sampler
 from models import MODELS, ModelConfig, build_model, count_parameters
 from metrics import bootstrap_metrics
 from models_utils import (CheckpointError, accelerate, load_backbone, load_checkpoint, make_reproducible, pick_device,
@@ -47,13 +48,41 @@ from utils import (ClipDataset, DataError, audio_path, band_stats, find_audio_di
 RESUME_OVERRIDES = ("epochs", "device", "loader_workers", "workers", "threads", "wandb", "amp", "compile", "quiet")  # allowed to change on resume
 
 
-def prepare(run: RunConfig, audio: AudioConfig):
-    """Build or reopen the cache; list failed tracks, then the one-line summary (the last line)."""
-    cache = prepare_cache(run.data_dir, run.subset, audio, cache_dir=run.cache_dir, workers=run.workers)
+def prepare(run: RunConfig, audio: AudioConfig, dist: Dist = Dist()):
+    """Build or reopen the cache; list failed tracks, then the one-line summary (the last line).
+
+    `--shard K/N` builds slice K only (a job-array task) and returns None while other slices are missing.
+    Under torchrun every process builds its slice (rank of world size), waits for the others, and then
+    all reopen the finished cache. Decoding threads default to the cores shared by this machine's ranks."""
+    build = functools.partial(prepare_cache, run.data_dir, run.subset, audio, cache_dir=run.cache_dir,
+                              workers=run.workers or max(1, (os.cpu_count() or 1) // dist.local_world_size),
+                              progress=dist.main)
+    if run.shard:
+        cache = build(shard=parse_shard(run.shard))
+        if cache is None:
+            return None
+    elif dist.enabled:
+        build(shard=(dist.rank, dist.world_size))
+        dist.barrier()
+        cache = build()  # every slice done: a check of the audio files, nothing to decode
+    else:
+        cache = build()
     for r in cache.failed.itertuples():
         print(f"failed {r.track_id:06d}: {r.reason}")
     print(cache.summary())
     return cache
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """--shard 'K/N' -> (K, N), 0 <= K < N; ValueError otherwise."""
+    k, slash, n = str(text).partition("/")
+    try:
+        shard = int(k), int(n)
+    except ValueError:
+        shard = None
+    if not slash or shard is None or not 0 <= shard[0] < shard[1]:
+        raise ValueError(f"--shard takes K/N with 0 <= K < N, e.g. 0/4 for the first of 4 slices (got {text!r})")
+    return shard
 
 
 def split_rows(cache, classes: list[str] | None = None) -> tuple[list[str], dict]:
@@ -137,18 +166,26 @@ def sample_weights(targets: np.ndarray) -> np.ndarray:
 
 
 def make_loader(cache, rows, targets, mean, std, run: RunConfig, device, crop_frames=None, train=False,
-                eval_crops=0, generator=None):
+                eval_crops=0, generator=None, dist: Dist = Dist()):
+    """The DataLoader of training (shuffled, random crops; `--balance sampler` draws with replacement)
+    or evaluation (in order). Under torchrun (`dist`) each rank loads its share: of an epoch's clips
+    (distributed.train_sampler; call its set_epoch) or of the evaluation batches (ShardedBatches)."""
     ds = ClipDataset(cache, rows, targets, mean, std, crop_frames=crop_frames, random_crop=train,
                      eval_crops=eval_crops)
     workers = run.loader_workers if run.loader_workers is not None else (4 if device.type == "cuda" else 0)
+    common = dict(num_workers=workers, pin_memory=device.type == "cuda", generator=generator)
+    if dist.enabled and not train:
+        return torch.utils.data.DataLoader(ds, batch_sampler=ShardedBatches(len(ds), run.batch_size, dist), **common)
+    weights = sample_weights(np.asarray(targets)) if train and run.balance == "sampler" else None
     sampler = None
-    if train and run.balance == "sampler":  # with replacement, as many draws as clips per epoch
-        sampler = torch.utils.data.WeightedRandomSampler(torch.from_numpy(sample_weights(np.asarray(targets))),
-                                                         len(ds), replacement=True, generator=generator)
-    return torch.utils.data.DataLoader(
-        ds, batch_size=run.batch_size, shuffle=train and sampler is None, sampler=sampler,
-        drop_last=train and len(ds) > run.batch_size,
-        num_workers=workers, pin_memory=device.type == "cuda", generator=generator)
+    if train and dist.enabled:
+        sampler = train_sampler(len(ds), weights, dist, run.seed)
+    elif weights is not None:  # with replacement, as many draws as clips per epoch
+        sampler = torch.utils.data.WeightedRandomSampler(torch.from_numpy(weights), len(ds), replacement=True,
+                                                         generator=generator)
+    clips = len(sampler) if sampler is not None else len(ds)  # this rank's
+    return torch.utils.data.DataLoader(ds, batch_size=run.batch_size, shuffle=train and sampler is None,
+                                       sampler=sampler, drop_last=train and clips > run.batch_size, **common)
 
 
 def make_optimizer(model, run: RunConfig, steps_per_epoch: int):
@@ -173,9 +210,9 @@ def make_optimizer(model, run: RunConfig, steps_per_epoch: int):
 class Logger:
     """metrics.csv + console + Weights & Biases (offline unless asked; nothing at all when disabled)."""
 
-    def __init__(self, run: RunConfig, out: Path, config: dict, wandb_id: str | None):
-        self.out, self.wb = out, None
-        if run.wandb != "disabled":
+    def __init__(self, run: RunConfig, out: Path, config: dict, wandb_id: str | None, active: bool = True):
+        self.out, self.wb, self.active = out, None, active  # inactive (ranks but 0 under torchrun): writes nothing
+        if run.wandb != "disabled" and active:
             os.environ.setdefault("WANDB_SILENT", "true")
             import wandb
             self.wb = wandb.init(project=run.wandb_project, name=out.name, dir=str(out), mode=run.wandb,
@@ -190,6 +227,8 @@ class Logger:
             self.wb.log({f"train/{k}": v for k, v in metrics.items()}, step=step)
 
     def epoch(self, step: int, row: dict, history: list[dict]):
+        if not self.active:
+            return
         with open(self.out / "metrics.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(history[0]))
             writer.writeheader()
@@ -262,21 +301,25 @@ def public(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k not in ("probs", "y_true")}
 
 
-def test_report(model, state: dict, cache, classes, splits, run: RunConfig, device, out: Path) -> dict:
+def test_report(model, state: dict, cache, classes, splits, run: RunConfig, device, out: Path,
+                dist: Dist = Dist()) -> dict | None:
     """Evaluate on the test split; write test_files.txt, test_predictions.csv and confusion_matrix.png
     (top) or per_genre_auc.csv and auc_vs_train_count.png (all, at the threshold tuned on validation)
-    into `out`; return what results.json gets, with `--bootstrap` confidence intervals under test.ci."""
+    into `out`; return what results.json gets, with `--bootstrap` confidence intervals under test.ci.
+    Under torchrun every rank evaluates its share of the batches, and rank 0 alone writes and returns."""
     rows, targets = splits["test"]
+    metrics = member_metrics(model, state, cache, rows, targets, classes, run, device, dist) if len(rows) else None
+    if not dist.main:
+        return None
     track_ids = cache.index["track_id"].to_numpy()[rows]
     write_test_files(track_ids, run, out)
     results = {"model": state["model_config"]["name"], "parameters": count_parameters(model, trainable_only=False),
                "best_epoch": state["epoch"], "classes": classes, "test_tracks": int(len(rows)),
                "machine": machine(), **vocabulary_fields(state)}
-    if len(rows) == 0:
+    if metrics is None:
         print("no test tracks in this data: test report skipped")
         results["test"] = None
         return results
-    metrics = member_metrics(model, state, cache, rows, targets, classes, run, device)
     return report_test(results, metrics, state, track_ids, run, out, f"best epoch {state['epoch']}")
 
 
@@ -293,13 +336,14 @@ def vocabulary_fields(state: dict) -> dict:
     return {"target": "all", "genres": {k: state["genres"][k] for k in ("ids", "titles", "parents", "paths")}}
 
 
-def member_metrics(model, state: dict, cache, rows, targets, classes, run: RunConfig, device) -> dict:
+def member_metrics(model, state: dict, cache, rows, targets, classes, run: RunConfig, device,
+                   dist: Dist = Dist()) -> dict:
     """test.evaluate of a checkpoint's model on `rows` of its cache, with the checkpoint's windows
     (crop_frames, eval_crops), normalisation and (multi-label) validation threshold."""
     loader = make_loader(cache, rows, targets, state["mean"].numpy(), state["std"].numpy(), run, device,
-                         state["crop_frames"], eval_crops=state["eval_crops"])
+                         state["crop_frames"], eval_crops=state["eval_crops"], dist=dist)
     return evaluate(model, loader, device, classes, run.amp, state.get("target", "top") == "all",
-                    threshold=state.get("threshold", 0.5), progress=not run.quiet)
+                    threshold=state.get("threshold", 0.5), progress=not run.quiet and dist.main, dist=dist)
 
 
 def with_intervals(metrics: dict, multilabel: bool, run: RunConfig) -> dict:
@@ -560,10 +604,16 @@ def initialise(model, init: dict, run: RunConfig, classes: list[str]) -> dict:
 
 
 def train(run: RunConfig, audio: AudioConfig, given: set,
-          on_epoch: Callable[[int, dict], None] | None = None) -> int:
+          on_epoch: Callable[[int, dict], None] | None = None, dist: Dist = Dist()) -> int:
     """Train one run (main.py without --seeds). `on_epoch(epoch, row)`, if given, is called after each
     epoch's metrics.csv row is logged and its checkpoints are saved; an exception it raises ends the
-    run (W&B closed, checkpoints kept)."""
+    run (W&B closed, checkpoints kept).
+
+    Under torchrun (`dist`), every rank runs this: DistributedDataParallel over its share of each epoch
+    (--batch-size clips per rank and step), the same weights everywhere (DDP broadcasts rank 0's at the
+    start), augmentation seeded per rank; evaluation sharded and gathered (test.evaluate); rank 0 alone
+    writes the run directory and logs. Every rank reads the data, the cache and --resume's checkpoint,
+    so on several machines they must be on a file system all of them share."""
     resume = None
     if run.resume:
         path = Path(run.resume)
@@ -575,9 +625,11 @@ def train(run: RunConfig, audio: AudioConfig, given: set,
     if run.freeze_backbone and not run.init:
         raise ValueError("--freeze-backbone needs --init PATH: it trains the head on the backbone's pretrained weights")
     init = load_init(run, audio) if run.init and not resume else None  # a resumed run's weights come from last.pt
-    device = pick_device(run.device)
+    device = torch.device(dist.device) if dist.device else pick_device(run.device)
+    if run.sync_bn and dist.enabled and device.type != "cuda":
+        raise ValueError("--sync-bn needs CUDA: torch's SyncBatchNorm has no CPU implementation (leave it off on CPU)")
     run = replace(run, threads=make_reproducible(run.threads, run.deterministic, device))  # recorded, kept on resume
-    cache = prepare(run, audio)
+    cache = prepare(run, audio, dist)
     multilabel = run.target == "all"
     classes, splits, vocab = make_targets(run.target, run, cache, resume)
     train_rows, train_targets = splits["training"]
@@ -587,13 +639,14 @@ def train(run: RunConfig, audio: AudioConfig, given: set,
                f"{run.model}-{run.subset}-s{run.seed}-{time.strftime('%Y%m%d-%H%M%S')}"))
     if resume:
         out = Path(run.resume) if Path(run.resume).is_dir() else Path(run.resume).parent
+    out = Path(dist.broadcast(str(out)))  # rank 0's name (its timestamp)
 
     seed_everything(run.seed)
     if resume:
         mean, std = resume["mean"].numpy(), resume["std"].numpy()
         mcfg = ModelConfig(**resume["model_config"])
     else:  # with --init, the checkpoint's architecture (its sizes); the options given here override it
-        mean, std = normalisation(run, cache, train_rows, init)
+        mean, std = dist.broadcast(normalisation(run, cache, train_rows, init) if dist.main else None)
         base = ModelConfig(**init["model_config"]) if init else ModelConfig(name=run.model)
         mcfg = replace(base, n_classes=len(classes), n_mels=audio.n_mels,
                        **{k: getattr(run, k) for k in ("width", "dropout") if getattr(run, k) is not None})
@@ -603,21 +656,27 @@ def train(run: RunConfig, audio: AudioConfig, given: set,
         init_report = initialise(model, init, run, classes)
     if run.freeze_backbone:
         model.freeze_backbone()
+    if run.sync_bn and dist.enabled:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # the same module, its BatchNorms replaced
     model = accelerate(model.to(device), device, compile=run.compile)
-    out.mkdir(parents=True, exist_ok=True)
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
     crop_frames = audio.frames_for(run.crop_seconds) if run.crop_seconds else None
     n_params, n_trainable = count_parameters(model, trainable_only=False), count_parameters(model)
     print(f"{mcfg.name}: {n_params:,} parameters" + (f" ({n_trainable:,} trained)" if n_trainable < n_params else "")
           + f" | {len(classes)} {'genres (multi-label)' if multilabel else 'classes'} | "
           + " / ".join(f"{len(r)} {s}" for s, (r, _) in splits.items()) + f" tracks | device {device} | {out}")
+    if dist.enabled:
+        print(f"{dist.world_size} processes ({dist.backend}): {run.batch_size} clips per process and step, a global "
+              f"batch of {run.batch_size * dist.world_size}" + (", SyncBatchNorm" if run.sync_bn else ""))
 
     generator = torch.Generator()
     loader = make_loader(cache, train_rows, train_targets, mean, std, run, device, crop_frames, train=True,
-                         generator=generator)
+                         generator=generator, dist=dist)
     val_rows, val_targets = splits["validation"]
     eval_crops = run.eval_crops if crop_frames else 0
     val_loader = make_loader(cache, val_rows, val_targets, mean, std, run, device, crop_frames,
-                             eval_crops=eval_crops) if len(val_rows) else None
+                             eval_crops=eval_crops, dist=dist) if len(val_rows) else None
     optimizer, scheduler = make_optimizer(model, run, len(loader))
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and run.amp else None
     augment = Augment(freq_masks=2 if run.augment else 0, time_masks=2 if run.augment else 0, mixup=run.mixup,
@@ -635,12 +694,21 @@ def train(run: RunConfig, audio: AudioConfig, given: set,
         history, threshold = resume["history"], resume.get("threshold", 0.5)
         set_rng_state(resume["rng"])
         print(f"resuming {out} after epoch {resume['epoch']} (best {selection} {best:.4f})")
+        trained_with = resume.get("world_size", 1)
+        if trained_with != dist.world_size:
+            print(f"note: epochs 1-{resume['epoch']} ran on {trained_with} process(es), the rest on "
+                  f"{dist.world_size}: the global batch changes from {run.batch_size * trained_with} to "
+                  f"{run.batch_size * dist.world_size}, so this run will not equal an uninterrupted one")
+    net = model if not dist.enabled else torch.nn.parallel.DistributedDataParallel(  # broadcasts rank 0's weights
+        model, device_ids=[device.index] if device.type == "cuda" else None)
 
     config = {"run": asdict(run), "audio": asdict(audio), "model": asdict(mcfg), "classes": classes,
               "parameters": n_params, "trained_parameters": n_trainable,
-              **({"init": init_report} if init_report else {}), **({"genres": vocab} if multilabel else {})}
-    (out / "config.json").write_text(json.dumps(config, indent=2))
-    logger = Logger(run, out, config, resume.get("wandb_id") if resume else None)
+              **({"init": init_report} if init_report else {}), **({"genres": vocab} if multilabel else {}),
+              **({"distributed": {"world_size": dist.world_size, "backend": dist.backend}} if dist.enabled else {})}
+    if dist.main:
+        (out / "config.json").write_text(json.dumps(config, indent=2))
+    logger = Logger(run, out, config, resume.get("wandb_id") if resume else None, active=dist.main)
 
     def state_at(epoch: int) -> dict:
         return {"model": model.state_dict(), "model_config": asdict(mcfg), "classes": classes,
@@ -651,24 +719,29 @@ def train(run: RunConfig, audio: AudioConfig, given: set,
                 "run_config": asdict(run), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else {},
                 "epoch": epoch, "global_step": step, "best_metric": best, "history": history,
-                "rng": rng_state(), "wandb_id": logger.wandb_id}
+                "rng": rng_state(), "wandb_id": logger.wandb_id,
+                **({"world_size": dist.world_size} if dist.enabled else {})}
 
     def on_step(m: dict):
         nonlocal step
         step += 1
         logger.step(step, m)
 
+    show = not run.quiet and dist.main  # progress bars
     per_step_schedule = scheduler if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR) else None
     started = time.perf_counter()
     try:  # the W&B run is closed however train() ends (an exception, a pruned trial of tune.py)
         for epoch in range(start_epoch, run.epochs + 1):
-            seed_everything(run.seed * 1000 + epoch)  # each epoch's shuffling, crops and masks are reproducible
-            generator.manual_seed(run.seed * 1000 + epoch)
-            tr = train_one_epoch(model, loader, optimizer, device, loss_fn=loss_fn, augment=augment,
+            # each epoch's shuffling, crops and masks are reproducible (and, under torchrun, each rank's its own)
+            seed_everything(dist.seed(run.seed * 1000 + epoch))
+            generator.manual_seed(dist.seed(run.seed * 1000 + epoch))
+            if hasattr(loader.sampler, "set_epoch"):  # torchrun: this epoch's shuffle, the same on every rank
+                loader.sampler.set_epoch(epoch)
+            tr = train_one_epoch(net, loader, optimizer, device, loss_fn=loss_fn, augment=augment,
                                  scheduler=per_step_schedule, amp=run.amp, scaler=scaler, on_step=on_step,
-                                 progress=not run.quiet)
-            va = (evaluate(model, val_loader, device, classes, run.amp, multilabel, progress=not run.quiet)
-                  if val_loader else None)
+                                 progress=show, dist=dist)
+            va = (evaluate(model, val_loader, device, classes, run.amp, multilabel, progress=show, dist=dist)
+                  if val_loader is not None else None)
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(va["loss"] if va else tr["loss"])
             elif scheduler is not None and per_step_schedule is None:
@@ -685,10 +758,11 @@ def train(run: RunConfig, audio: AudioConfig, given: set,
                    "seconds": tr["seconds"], "clips_per_s": tr["clips_per_s"]}
             history.append(row)
             logger.epoch(step, row, history)
-            state = state_at(epoch)
-            if is_best:  # best.pt before last.pt: once last.pt claims this epoch, best.pt holds its weights
-                save_checkpoint(out / "best.pt", state)
-            save_checkpoint(out / "last.pt", state)
+            if dist.main:
+                state = state_at(epoch)
+                if is_best:  # best.pt before last.pt: once last.pt claims this epoch, best.pt holds its weights
+                    save_checkpoint(out / "best.pt", state)
+                save_checkpoint(out / "last.pt", state)
             scores = (f"train loss {tr['loss']:.4f}  |  val loss {row['val_loss']:.4f} ROC-AUC {row['val_macro_roc_auc']:.3f} "
                       f"AP {row['val_macro_ap']:.3f} micro-F1 {row['val_micro_f1']:.3f}" if multilabel else
                       f"train loss {tr['loss']:.4f} acc {tr['accuracy']:.3f}  |  "
@@ -699,15 +773,18 @@ def train(run: RunConfig, audio: AudioConfig, given: set,
                 on_epoch(epoch, row)
         wall = time.perf_counter() - started
 
-        plot_curves(history, out / "curves.png", "macro_roc_auc" if multilabel else "accuracy")
+        dist.barrier()  # rank 0 has written best.pt
         best_state = load_checkpoint(out / "best.pt", map_location=device)
         model.load_state_dict(best_state["model"])
-        results = test_report(model, best_state, cache, classes, splits, run, device, out)
-        results.update({"epochs": run.epochs, "train_seconds": round(wall, 1),
-                        ("val_macro_roc_auc" if multilabel else "val_accuracy"):
-                            best if splits["validation"][0].size else None})
-        write_results(results, out)
-        logger.final(step, results, classes, out)
+        results = test_report(model, best_state, cache, classes, splits, run, device, out, dist)
+        if dist.main:
+            plot_curves(history, out / "curves.png", "macro_roc_auc" if multilabel else "accuracy")
+            results.update({"epochs": run.epochs, "train_seconds": round(wall, 1),
+                            ("val_macro_roc_auc" if multilabel else "val_accuracy"):
+                                best if splits["validation"][0].size else None})
+            write_results(results, out)
+            logger.final(step, results, classes, out)
+        dist.barrier()  # results.json is there for every rank (--seeds looks for it)
     finally:
         logger.close()
     print(f"wrote {out}/: {', '.join(sorted(p.name for p in out.iterdir() if p.is_file()))}")
@@ -746,7 +823,7 @@ def seed_list(value) -> list[int]:
     return seeds
 
 
-def train_seeds(run: RunConfig, audio: AudioConfig, given: set, seeds: list[int]) -> int:
+def train_seeds(run: RunConfig, audio: AudioConfig, given: set, seeds: list[int], dist: Dist = Dist()) -> int:
     """--seeds: one run per seed into OUT/seed-K/, each exactly `--seed K --out OUT/seed-K` through
     train(), then OUT/aggregate.json (seed_aggregate) and a one-line summary. A seed whose results.json
     exists is skipped, one with only a last.pt (killed while training) is resumed from it, so rerunning
@@ -765,11 +842,12 @@ def train_seeds(run: RunConfig, audio: AudioConfig, given: set, seeds: list[int]
             single = replace(single, resume=str(one))
         else:
             print(f"seed {seed}: training into {one}/")
-        code = train(single, audio, given | {"seed", "out"})
+        code = train(single, audio, given | {"seed", "out"}, dist=dist)
         if code:
             return code
     aggregate = seed_aggregate(out, seeds)
-    (out / "aggregate.json").write_text(json.dumps(aggregate, indent=2))
+    if dist.main:
+        (out / "aggregate.json").write_text(json.dumps(aggregate, indent=2))
     spread = ", ".join(f"{METRIC_NAMES[k]} {_mean_std(aggregate, k)}" for k in aggregate["metrics"])
     print(f"{len(seeds)} seeds ({','.join(map(str, seeds))}): test {spread} (mean ± std over seeds); "
           f"wrote {out / 'aggregate.json'}")
@@ -819,24 +897,40 @@ def main(argv=None) -> int:
     if run.model not in MODELS:
         print(f"error: unknown model {run.model!r}: choose from {', '.join(MODELS)}", file=sys.stderr)
         return 2
+    dist = Dist()
     try:
         seeds = seed_list(run.seeds)
         if seeds and (run.resume or run.evaluate_only):
             print("error: --seeds trains new runs and does not combine with --resume or --evaluate-only (rerun "
                   "the --seeds command to continue it: finished seeds are skipped)", file=sys.stderr)
             return 2
-        if run.evaluate_only:
-            return evaluate_only(run, given)
-        if not run.resume:
-            run = demo_if_no_fma(run, given)
-            audio = model_audio(run, audio, given)
-        if run.prepare_only:
-            prepare(run, audio)
-            return 0
-        return train_seeds(run, audio, given, seeds) if seeds else train(run, audio, given)
+        if run.shard is not None and not run.prepare_only:
+            raise ValueError("--shard builds one slice of the cache and goes with --prepare-only (training needs "
+                             "the whole cache; under torchrun every process builds its slice by itself)")
+        dist = setup(run.device)  # torchrun's process group, when there is one
+        if dist.enabled and (run.evaluate_only or run.shard is not None):
+            raise ValueError(f"--{'evaluate-only' if run.evaluate_only else 'shard'} runs in one process, not under "
+                             "torchrun (python main.py ...)")
+        with quiet_unless_main(dist):  # each console line once
+            return run_main(run, audio, given, seeds, dist)
     except (DataError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        cleanup(dist)
+
+
+def run_main(run: RunConfig, audio: AudioConfig, given: set, seeds: list[int], dist: Dist) -> int:
+    """What main.py was asked to do: evaluate, build the cache, or train (one run, or one per seed)."""
+    if run.evaluate_only:
+        return evaluate_only(run, given)
+    if not run.resume:
+        run = dist.main_first(lambda: demo_if_no_fma(run, given))  # rank 0 generates it, the others find it
+        audio = model_audio(run, audio, given)
+    if run.prepare_only:
+        prepare(run, audio, dist)
+        return 0
+    return train_seeds(run, audio, given, seeds, dist) if seeds else train(run, audio, given, dist=dist)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import contextlib
 import numpy as np
 import torch
 
+from distributed import Dist, gather_batches
 from metrics import classification_metrics, multilabel_metrics
 from models_utils import output_probs
 from train import BatchProgress
@@ -39,24 +40,35 @@ def predict_proba(model: torch.nn.Module, x: torch.Tensor, amp: bool = False, mu
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader, device: torch.device, classes: list[str], amp: bool = False,
-             multilabel: bool = False, threshold: float | None = None, progress: bool = False) -> dict:
+             multilabel: bool = False, threshold: float | None = None, progress: bool = False,
+             dist: Dist | None = None) -> dict:
     """Metrics of a model on a loader (`score` of its clip probabilities), plus `probs` (n_clips,
     n_classes) and `y_true` as arrays for callers that need them (test_predictions.csv, intervals,
     ensembles).
 
     The loader yields (x, y) with x as predict_proba takes it (whole clips, or K windows per clip).
     `progress` shows a per-batch bar on a terminal (train.BatchProgress; off by default).
+    Under torchrun (`dist`), each rank's loader yields its share of the batches (distributed.ShardedBatches)
+    and `model` is the plain module (not its DistributedDataParallel); the batches are gathered on rank 0
+    in single-process order and scored there, and every rank returns rank 0's result.
     """
     model.eval()
-    probs, targets = [], []
+    batches = []
     with BatchProgress(loader, progress, "evaluate") as bar:
         for x, y in loader:
-            probs.append(predict_proba(model, x.to(device, non_blocking=True), amp, multilabel).cpu())
-            targets.append(y)
-            bar.update(len(y), clip_loss(y.numpy(), probs[-1].numpy(), multilabel) if bar.shown else None)
-    p = torch.cat(probs).numpy() if probs else np.zeros((0, len(classes)), np.float32)
-    if targets:
-        y = torch.cat(targets).numpy()
+            batches.append((predict_proba(model, x.to(device, non_blocking=True), amp, multilabel).cpu(), y))
+            bar.update(len(y), clip_loss(y.numpy(), batches[-1][0].numpy(), multilabel) if bar.shown else None)
+    if dist is not None and dist.enabled:
+        batches = gather_batches(dist, batches)
+        return dist.broadcast(_score_batches(batches, classes, multilabel, threshold) if dist.main else None)
+    return _score_batches(batches, classes, multilabel, threshold)
+
+
+def _score_batches(batches: list, classes: list[str], multilabel: bool, threshold: float | None) -> dict:
+    """`score` of evaluated (probabilities, targets) batches."""
+    p = torch.cat([b[0] for b in batches]).numpy() if batches else np.zeros((0, len(classes)), np.float32)
+    if batches:
+        y = torch.cat([b[1] for b in batches]).numpy()
     else:
         y = np.zeros((0, len(classes)), np.float32) if multilabel else np.zeros(0, np.int64)
     return score(y, p, classes, multilabel, threshold)

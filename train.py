@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from distributed import Dist
+
 
 @dataclass
 class Augment:
@@ -111,13 +113,15 @@ def train_one_epoch(model: torch.nn.Module, loader, optimizer: torch.optim.Optim
                     loss_fn: Callable = F.cross_entropy, augment: Optional[Augment] = None,
                     scheduler=None, amp: bool = False, scaler: Optional[torch.amp.GradScaler] = None,
                     on_step: Optional[Callable[[dict], None]] = None, max_steps: Optional[int] = None,
-                    progress: bool = False) -> dict:
+                    progress: bool = False, dist: Optional[Dist] = None) -> dict:
     """Train for one pass over `loader`; return {'loss', 'accuracy', 'clips', 'seconds', 'clips_per_s'}.
 
     `scheduler` (if given) steps after every batch (per-step schedules such as OneCycle);
     `on_step(metrics)` receives each step's loss and learning rate, for the caller to log.
     `amp` enables bfloat16/float16 autocast on CUDA; it is a no-op on CPU.
     `progress` shows a per-batch bar on a terminal (BatchProgress; off by default).
+    Under torchrun (`dist`, with `model` a DistributedDataParallel and `loader` this rank's share) the
+    returned numbers are those of every rank's clips together: clips/s of all ranks, seconds of the slowest.
     """
     model.train()
     augment = augment or Augment()
@@ -157,6 +161,9 @@ def train_one_epoch(model: torch.nn.Module, loader, optimizer: torch.optim.Optim
                 on_step({"loss": batch_loss, "lr": optimizer.param_groups[0]["lr"]})
             bar.update(n, batch_loss)
     seconds = time.perf_counter() - start
+    if dist is not None:
+        total_loss, correct, seen = dist.sum(total_loss, correct, seen)
+        seen, seconds = int(seen), dist.max(seconds)
     return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1), "clips": seen,
             "seconds": seconds, "clips_per_s": seen / max(seconds, 1e-9)}
 
