@@ -433,6 +433,17 @@ def report(args, results: dict) -> str:
                      f"{fmt(m['children_rss_mb'], 0) + ' MiB' if m['loader_workers'] else '-'} |")
     else:
         lines.append(f"| training over an fma_large-sized cache | {m['note']} | |")
+    ddp = [d for d in r.get("ddp", []) if "clips_per_s" in d]
+    if ddp:
+        lines += ["", f"### Distributed training on CPU (torchrun, gloo; `python main.py --model {args.ddp_model} "
+                      f"--batch-size {args.ddp_batch_size}` per process; median of epochs 2-{args.ddp_epochs})", "",
+                  "| processes | threads each | global batch | training clips/s (all ranks) | vs 1 process |",
+                  "|---:|---:|---:|---:|---:|"]
+        for d in ddp:
+            lines.append(f"| {d['processes']} | {d['threads']} | {args.ddp_batch_size * d['processes']} | "
+                         f"{fmt(d['clips_per_s'])} | {ratio(d['clips_per_s'] / ddp[0]['clips_per_s'])} |")
+    lines += [f"\nDistributed training, {d['processes']} process(es): {d['note']}" for d in r.get("ddp", [])
+              if "note" in d]
     c = r["check"]
     lines += ["", "### Cache check (reopening a finished cache: every audio file stat'ed against index.csv)", "",
               "| files (FMA layout) | check: paths + stat + compare | per file | of which stat + compare | "
@@ -551,6 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: on for GPU rows, and for CPU rows without --quick)")
     p.add_argument("--loader-workers", type=int, default=None,
                    help="DataLoader processes for training (default: 0 on CPU, 4 on CUDA, as main.py)")
+    p.add_argument("--ddp-model", default="crnn", help="model of the torchrun rows (1 and 2 processes on CPU)")
+    p.add_argument("--ddp-epochs", type=int, default=4, help="epochs of each torchrun row (0 or 1: no torchrun rows)")
+    p.add_argument("--ddp-batch-size", type=int, default=8, help="clips per process and step in the torchrun rows")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="mixed precision on CUDA")
     p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
                    help="NHWC memory layout for the models (auto: on CUDA only)")
@@ -642,10 +656,35 @@ def run(args, command: str) -> dict:
         if device.type != "cuda":
             results["infer"] += [{"model": m, "device": "cuda", "note": NOT_MEASURED} for m in models]
         results["memory"] = memory(args, scratch, device, say)
+        results["ddp"] = []
+        for n in (1, 2) if args.ddp_epochs > 1 else ():
+            say(f"distributed training: {args.ddp_model} under torchrun, {n} process(es) on CPU")
+            results["ddp"].append(ddp_throughput(data, cache_dir, scratch / f"ddp-{n}", n, args))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     results["wall_s"] = time.perf_counter() - started
     return results
+
+
+def ddp_throughput(data: Path, cache_dir: Path, out: Path, processes: int, args) -> dict:
+    """Training clips/s of `python main.py` under `torchrun --nproc_per_node PROCESSES` on CPU (gloo), the
+    cores shared out between the processes (--threads); the median over the epochs after the first (whose
+    clips/s of every rank together main.py records in metrics.csv)."""
+    import csv
+    cores = os.cpu_count() or 1
+    threads = max(1, cores // processes)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+           str(Path(__file__).with_name("main.py")), "--data-dir", str(data), "--cache-dir", str(cache_dir),
+           "--out", str(out), "--model", args.ddp_model, "--epochs", str(args.ddp_epochs), "--device", "cpu",
+           "--batch-size", str(args.ddp_batch_size), "--threads", str(threads), "--wandb", "disabled",
+           "--bootstrap", "0", "--eval-crops", "1", "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        return {"processes": processes, "note": f"failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}"}
+    with open(out / "metrics.csv") as f:
+        rates = [float(row["clips_per_s"]) for row in csv.DictReader(f)][1:]
+    return {"processes": processes, "threads": threads, "clips_per_s": float(np.median(rates)),
+            "epochs": len(rates)}
 
 
 def memory(args, scratch: Path, device, say) -> dict:
