@@ -54,6 +54,9 @@ Design (details in composers.py and synth.py):
   They are extra training tracks, so the usable set stays 8 x tracks-per-genre.
 * Deterministic: every track is synthesised from its own random stream keyed by (seed, track id),
   artist style by (seed, artist id), metadata by the seed; the output does not depend on --workers.
+  The metadata is the same byte for byte on every machine; the MP3 bytes are the same on one machine,
+  but numpy picks its SIMD kernels by CPU, so on another CPU they can differ in the last bits of the
+  floats (decoded band energies within 0.1 dB).
 * Speed: synthesis at 22,050 Hz (the pipeline's rate), upsampled to 44.1 kHz for the MP3; MP3 at
   VBR quality 0.9 (~75 kbit/s; LAME low-passes at ~7.8 kHz, so the top ~15 of 128 mel bands are
   nearly empty); 70% of artists mix in mono (identical channels, which encode ~20% faster), 30%
