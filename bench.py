@@ -18,8 +18,8 @@ Everything is measured in this one run, on synthetic demo MP3s that the script g
   cached 30 s clips) and on whole 30 s clips: clips/s over a timed window after warm-up steps, and
   the time of an fma_small-sized epoch (6,400 clips) extrapolated from it. The DataLoader alone is
   timed over the same number of batches, to show whether data loading is the bottleneck. CPU rows
-  always; GPU rows when --device resolves to cuda (mixed precision, channels_last, pinned memory,
-  persistent loader workers and torch.compile there, each switchable).
+  always; GPU rows when --device resolves to cuda (mixed precision, channels_last, pinned memory and
+  persistent loader workers there, each switchable; each row with torch.compile off and on).
 - Inference: milliseconds per 30 s song, one song at a time after the model is loaded (decode +
   features + model, pre_trained_models.Predictor), and songs/s over the demo folder with
   parallel decoding; for every model (random weights) and for the shipped checkpoints
@@ -28,6 +28,11 @@ Everything is measured in this one run, on synthetic demo MP3s that the script g
   size and mtime (utils.FileCheck); timed on an fma_large-sized tree (106,574 empty files in FMA's
   NNN/NNNNNN.mp3 layout, in --tmp-dir, deleted afterwards) against a matching index, beside the
   reading of that index.csv and the decoding time per track of the extraction row.
+- End to end (on CUDA, or with --end-to-end on): `python main.py --config configs/best.yaml` on the
+  demo set of `make run` (demo_data.py's defaults), timed from the MP3s on disk to results.json
+  (cache build, training, test report), with its test accuracy and bootstrap interval.
+- Distributed training on CPU: `python main.py` under torchrun with 1 and 2 processes (gloo), the
+  cores shared out between them; training clips/s of all ranks together, as a ratio to 1 process.
 - Memory: peak RSS of the cache build, and of training steps over a cache of fma_large's size
   (106,574 clips x 128 x 1,292 float16 = 35 GB): a sparse features.npy in --tmp-dir (untouched pages
   use no disk; deleted afterwards) read through the same FeatureCache/ClipDataset/DataLoader path.
@@ -62,6 +67,7 @@ FMA_LARGE_MAX_ID = 155320        # highest track id of fma_large: its clips fill
 GOALS = {"extract_vs_original": 4.0, "extract_vs_floor": 1.3, "infer_ms": 100.0, "rss_gb": 3.0,
          "gpu_crnn_clips_s": 2000.0}
 NOT_MEASURED = "not yet measured (no GPU available)"
+E2E_PRESET = "configs/best.yaml"  # the end-to-end row's preset (the make run default)
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -407,9 +413,9 @@ def report(args, results: dict) -> str:
     for t in r["train"]:
         inp = "whole 30 s clips" if not t["crop_seconds"] else f"{t['crop_seconds']:g} s crops of 30 s clips"
         if "clips_per_s" not in t:
-            lines.append(f"| {t['model']} | {t['device']} | {inp} | {t['note']} | | | |")
+            lines.append(f"| {t['model']} | {t.get('setup', t['device'])} | {inp} | {t['note']} | | | |")
             continue
-        lines.append(f"| {t['model']} | {t['device']} | {inp} | {fmt(t['clips_per_s'])} | "
+        lines.append(f"| {t['model']} | {t.get('setup', t['device'])} | {inp} | {fmt(t['clips_per_s'])} | "
                      f"{fmt(FMA_SMALL_EPOCH / t['clips_per_s'], 0)} s | {fmt(t['load_clips_per_s'], 0)} | "
                      f"{100 * t['clips_per_s'] / t['load_clips_per_s']:.0f}% |")
     lines += ["", f"### Inference (model names: the default checkpoint shape, 8 crops of 3 s per 30 s clip at "
@@ -433,6 +439,18 @@ def report(args, results: dict) -> str:
                      f"{fmt(m['children_rss_mb'], 0) + ' MiB' if m['loader_workers'] else '-'} |")
     else:
         lines.append(f"| training over an fma_large-sized cache | {m['note']} | |")
+    if r.get("e2e"):
+        lines += ["", f"### End to end (`python main.py --config {E2E_PRESET}` on the demo set of `make run`: "
+                      "cache build, training, test report)", "",
+                  "| device | wall time | epochs | test accuracy (synthetic demo set) | bootstrap interval | test tracks |",
+                  "|---|---:|---:|---:|---|---:|"]
+        for e in r["e2e"]:
+            if "seconds" not in e:
+                lines.append(f"| {e['device']} | {e['note']} | | | | |")
+                continue
+            ci = f"{e['ci'][0]:.3f} to {e['ci'][1]:.3f}" if e.get("ci") else "-"
+            lines.append(f"| {e['device']} | {fmt(e['seconds'], 0)} s | {e['epochs']} | {e['accuracy']:.3f} | {ci} | "
+                         f"{e['test_tracks']} |")
     ddp = [d for d in r.get("ddp", []) if "clips_per_s" in d]
     if ddp:
         lines += ["", f"### Distributed training on CPU (torchrun, gloo; `python main.py --model {args.ddp_model} "
@@ -455,8 +473,9 @@ def report(args, results: dict) -> str:
                      f"{fmt(check_s / decode_s, 1)} tracks ({args.workers} threads) |")
     else:
         lines.append(f"| {args.check_files:,} | {c['note']} | | | | | |")
-    crnn_gpu = [t for t in r["train"] if t["model"] == "crnn" and t["device"] == "cuda" and not t["crop_seconds"]]
-    gpu_ok = (crnn_gpu[0]["clips_per_s"] >= GOALS["gpu_crnn_clips_s"]) if crnn_gpu and "clips_per_s" in crnn_gpu[0] else None
+    crnn_gpu = max((t["clips_per_s"] for t in r["train"] if t["model"] == "crnn" and t["device"] == "cuda"
+                    and not t["crop_seconds"] and "clips_per_s" in t), default=None)  # the faster of compile off/on
+    gpu_ok = None if crnn_gpu is None else crnn_gpu >= GOALS["gpu_crnn_clips_s"]
     cpu_inf = {i["model"]: i["ms_per_song"] for i in r["infer"] if i["device"] == "cpu" and "ms_per_song" in i}
     fast = [k for k, v in cpu_inf.items() if v < GOALS["infer_ms"]]
     slow = [k for k, v in cpu_inf.items() if v >= GOALS["infer_ms"]]
@@ -478,7 +497,7 @@ def report(args, results: dict) -> str:
               f"{fmt(rss / 1024, 2) + ' GiB (main + workers)' if 'rss_mb' in m else '-'} | "
               f"{goal(rss / 1024 < GOALS['rss_gb'] if 'rss_mb' in m else None)} |",
               f"| GPU: CRNN >= {GOALS['gpu_crnn_clips_s']:,.0f} clips/s of whole 30 s clips | "
-              f"{fmt(crnn_gpu[0]['clips_per_s']) + ' clips/s' if gpu_ok is not None else NOT_MEASURED} | "
+              f"{fmt(crnn_gpu) + ' clips/s' if gpu_ok is not None else NOT_MEASURED} | "
               f"{goal(gpu_ok)} |"]
     return "\n".join(lines) + "\n"
 
@@ -569,7 +588,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
                    help="NHWC memory layout for the models (auto: on CUDA only)")
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
-                   help="torch.compile the models (auto: on CUDA only; its compile time is in the warm-up)")
+                   help="torch.compile the models in the training rows (auto: CPU rows off, GPU rows both off "
+                        "and on; its compile time is in the warm-up)")
+    p.add_argument("--end-to-end", choices=("auto", "on", "off"), default="auto",
+                   help=f"time python main.py --config {E2E_PRESET} on the demo set of make run (auto: on CUDA "
+                        "only; on 2 CPU cores it takes about 9 minutes, as the README's results table says)")
     p.add_argument("--latency-songs", type=int, default=None,
                    help="songs timed one at a time for inference latency (default: 8 quick, 32 full)")
     p.add_argument("--large-tracks", type=int, default=sum(FMA_LARGE_SPLITS.values()),
@@ -602,11 +625,19 @@ def resolve(args) -> argparse.Namespace:
 def train_specs(args, device_type: str, model: str) -> list[TrainSpec]:
     cuda = device_type == "cuda"
     auto = {"on": True, "off": False, "auto": cuda}
+    compiles = {"on": [True], "off": [False], "auto": [False, True] if cuda else [False]}[args.compile]
     whole = args.whole_clips if args.whole_clips is not None else (cuda or not args.quick)
     crops = [3.0] + ([0.0] if whole else [])
     workers = args.loader_workers if args.loader_workers is not None else (4 if cuda else 0)
     return [TrainSpec(model, device_type, c, args.batch_size, args.warmup_steps, args.window_seconds, args.min_steps,
-                      workers, args.amp and cuda, auto[args.channels_last], auto[args.compile]) for c in crops]
+                      workers, args.amp and cuda, auto[args.channels_last], comp) for c in crops for comp in compiles]
+
+
+def setup(spec: TrainSpec) -> str:
+    """The device column of a training row: the device and what is switched on there."""
+    on = [name for name, flag in (("AMP", spec.amp), ("channels_last", spec.channels_last),
+                                  ("torch.compile", spec.compile)) if flag]
+    return ", ".join([spec.device, *on])
 
 
 def run(args, command: str) -> dict:
@@ -641,12 +672,12 @@ def run(args, command: str) -> dict:
             for model in models:
                 for spec in train_specs(args, dev, model):
                     say(f"training: {model} on {dev}, {'3 s crops' if spec.crop_seconds else 'whole clips'}")
-                    row = {"model": model, "device": dev, "crop_seconds": spec.crop_seconds}
+                    row = {"model": model, "device": dev, "setup": setup(spec), "crop_seconds": spec.crop_seconds}
                     row.update(in_fresh_process(train_window, str(cache), spec))
                     results["train"].append(row)
         if device.type != "cuda":
-            results["train"] += [{"model": m, "device": "cuda", "crop_seconds": s.crop_seconds, "note": NOT_MEASURED}
-                                 for m in models for s in train_specs(args, "cuda", m)]
+            results["train"] += [{"model": m, "device": "cuda", "setup": setup(s), "crop_seconds": s.crop_seconds,
+                                  "note": NOT_MEASURED} for m in models for s in train_specs(args, "cuda", m)]
         results["infer"] = []
         for dev in devices:
             for model in models + [c for c in args.checkpoints.split(",") if c]:
@@ -656,6 +687,11 @@ def run(args, command: str) -> dict:
         if device.type != "cuda":
             results["infer"] += [{"model": m, "device": "cuda", "note": NOT_MEASURED} for m in models]
         results["memory"] = memory(args, scratch, device, say)
+        if {"on": True, "off": False, "auto": device.type == "cuda"}[args.end_to_end]:
+            say(f"end to end: python main.py --config {E2E_PRESET} on the demo set of make run, {device.type}")
+            results["e2e"] = [end_to_end(work, scratch, device.type)]
+        else:
+            results["e2e"] = [{"device": "cuda", "note": NOT_MEASURED}] if device.type != "cuda" else []
         results["ddp"] = []
         for n in (1, 2) if args.ddp_epochs > 1 else ():
             say(f"distributed training: {args.ddp_model} under torchrun, {n} process(es) on CPU")
@@ -685,6 +721,30 @@ def ddp_throughput(data: Path, cache_dir: Path, out: Path, processes: int, args)
         rates = [float(row["clips_per_s"]) for row in csv.DictReader(f)][1:]
     return {"processes": processes, "threads": threads, "clips_per_s": float(np.median(rates)),
             "epochs": len(rates)}
+
+
+def end_to_end(work: Path, scratch: Path, device: str) -> dict:
+    """Wall time of `python main.py --config E2E_PRESET` on the demo set of `make run` (demo_data.py's
+    defaults, generated once into `work`), from its MP3s to results.json: cache build, training, test
+    report. Its test accuracy and bootstrap interval come from results.json."""
+    import json
+    data = work / "demo-default"
+    subprocess.run([sys.executable, str(ROOT / "demo_data.py"), "--out", str(data)],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = scratch / "e2e"
+    cmd = [sys.executable, str(ROOT / "main.py"), "--config", str(ROOT / E2E_PRESET), "--data-dir", str(data),
+           "--subset", "small", "--cache-dir", str(scratch / "e2e-cache"), "--out", str(out), "--device", device,
+           "--wandb", "disabled", "--quiet"]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        return {"device": device, "note": f"failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}"}
+    results = json.loads((out / "results.json").read_text())
+    test = results["test"]
+    return {"device": device, "seconds": seconds, "accuracy": test["accuracy"],
+            "ci": test.get("ci", {}).get("accuracy"), "test_tracks": results["test_tracks"],
+            "epochs": len((out / "metrics.csv").read_text().splitlines()) - 1}
 
 
 def memory(args, scratch: Path, device, say) -> dict:

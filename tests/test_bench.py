@@ -18,11 +18,15 @@ def test_parser_defaults_and_unknown_options():
     full = bench.resolve(bench.build_parser().parse_args([]))
     assert full.tracks_per_genre == 25
     assert [s.crop_seconds for s in bench.train_specs(args, "cpu", "crnn")] == [3.0]
-    assert [s.crop_seconds for s in bench.train_specs(args, "cuda", "crnn")] == [3.0, 0.0]
-    cuda = bench.train_specs(args, "cuda", "crnn")[0]
-    assert cuda.amp and cuda.channels_last and cuda.compile and cuda.loader_workers == 4
+    gpu = bench.train_specs(args, "cuda", "crnn")
+    assert [(s.crop_seconds, s.compile) for s in gpu] == [(3.0, False), (3.0, True), (0.0, False), (0.0, True)]
+    assert all(s.amp and s.channels_last and s.loader_workers == 4 for s in gpu)
+    assert bench.setup(gpu[1]) == "cuda, AMP, channels_last, torch.compile"
     cpu = bench.train_specs(args, "cpu", "crnn")[0]
     assert not (cpu.amp or cpu.channels_last or cpu.compile) and cpu.loader_workers == 0
+    assert bench.setup(cpu) == "cpu"
+    args.compile = "on"
+    assert [s.compile for s in bench.train_specs(args, "cpu", "crnn")] == [True]
     with pytest.raises(SystemExit):
         bench.build_parser().parse_args(["--no-such-option"])
 
@@ -59,10 +63,13 @@ def test_pieces_and_report(small_tree, tmp_path):
                "infer": [{"model": "cnn1d", "device": "cpu", **infer},
                          {"model": "pretrained/musicnn_msd.pt", "device": "cpu", **shipped},
                          {"model": "cnn1d", "device": "cuda", "note": bench.NOT_MEASURED}],
-               "memory": {**mem, "tracks": 400, "gb": 0.1, "loader_workers": 0}}
+               "memory": {**mem, "tracks": 400, "gb": 0.1, "loader_workers": 0},
+               "e2e": [{"device": "cpu", "seconds": 300.0, "accuracy": 0.875, "ci": [0.79, 0.96], "test_tracks": 48,
+                        "epochs": 40}, {"device": "cuda", "note": bench.NOT_MEASURED}]}
     text = bench.report(args, results)
     tables = re.findall(r"((?:^\|.*\|$\n?)+)", text, flags=re.M)
-    assert len(tables) == 6  # extraction, training, inference, memory, cache check, goals
+    assert len(tables) == 7  # extraction, training, inference, memory, end to end, cache check, goals
+    assert "| cpu | 300 s | 40 | 0.875 | 0.790 to 0.960 | 48 |" in text
     for table in tables:
         rows = table.strip().splitlines()
         assert re.fullmatch(r"\|(-+:?\|)+", rows[1].replace("---:", "---").replace("---", "-"))
