@@ -14,6 +14,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -187,23 +188,41 @@ def corpus(tmp_path_factory):
 
 # ------------------------------------------------------------------------------------------ running
 
-def run_bounded(cmd: list, timeout: float) -> tuple[int, str, str, int]:
-    """(exit status, stdout, stderr, peak RSS in bytes) of one child process, killed after `timeout`.
+# Runs the command as its own child and writes that child's peak RSS (bytes, from os.wait4) to argv[1].
+# A process started by a large one cannot measure itself, nor be measured by it: Linux starts its peak RSS
+# at its parent's peak (exec records the high-water mark of the address space it replaces, the parent's
+# under vfork), and a test session's can be GBs. This launcher is small, so its child's peak is its own.
+LAUNCHER = """
+import os, signal, subprocess, sys
+p = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(p.pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss * 1024))
+code = os.waitstatus_to_exitcode(status)
+if code < 0:
+    os.kill(os.getpid(), -code)  # killed by a signal: so is the launcher
+sys.exit(code)
+"""
 
-    os.wait4 gives this child's own resource usage (RUSAGE_CHILDREN would be the maximum over every
-    child this test session has waited for)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, text=True, cwd=ROOT)
-        timer = threading.Timer(timeout, p.kill)
+
+def run_bounded(cmd: list, timeout: float) -> tuple[int, str, str, int]:
+    """(exit status, stdout, stderr, peak RSS in bytes) of one child process, killed after `timeout`;
+    the peak is the child's own (see LAUNCHER)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.TemporaryDirectory() as tmp:
+        rss_file = Path(tmp) / "rss"
+        p = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(rss_file), *cmd], stdin=subprocess.DEVNULL,
+                             stdout=out, stderr=err, text=True, cwd=ROOT, start_new_session=True)
+        timer = threading.Timer(timeout, os.killpg, (p.pid, signal.SIGKILL))  # the launcher and its child
         timer.start()
         try:
-            _, status, usage = os.wait4(p.pid, 0)
+            p.wait()
         finally:
             timer.cancel()
-        p.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return p.returncode, out.read(), err.read(), usage.ru_maxrss * 1024
+        rss = int(rss_file.read_text()) if rss_file.is_file() else 0
+        return p.returncode, out.read(), err.read(), rss
 
 
 # prepare_cache in a child process, timing each load_audio call (the decode is where a file could hang)
