@@ -28,8 +28,12 @@ run: $(STAMP)
 	$(BIN)/python main.py --config $(PRESET) --data-dir $(DATA) --subset small --out $(RUN)
 	$(BIN)/python pre_trained_models.py --checkpoint $(RUN)/best.pt @$(RUN)/test_files.txt
 
+# The suite in TEST_WORKERS processes (pytest-xdist; each test module on one worker, so its fixtures are
+# built once), one torch/BLAS thread per process so that the workers do not compete for the cores.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope tests
 
 clean-venv:
 	rm -rf $(VENV)
