@@ -107,13 +107,25 @@ def machine(device) -> str:
             f"Python {platform.python_version()}, torch {torch.__version__}")
 
 
-def demo_set(work_dir: Path, tracks_per_genre: int, seconds: float) -> Path:
-    """The demo MP3s (8 genres, no broken clips), generated once per (size, length) and reused."""
-    out = work_dir / f"demo-{tracks_per_genre}x{seconds:g}s"
-    subprocess.run([sys.executable, str(ROOT / "demo_data.py"), "--out", str(out), "--tracks-per-genre",
-                    str(tracks_per_genre), "--seconds", str(seconds), "--no-broken"],
+def demo_set(work_dir: Path, tracks_per_genre: int | None = None, seconds: float | None = None) -> Path:
+    """The demo MP3s (8 genres), generated once per (size, length) and reused: that size without broken
+    clips, or with no size demo_data.py's defaults (the set of make run, broken clips included)."""
+    sized = tracks_per_genre is not None
+    out = work_dir / (f"demo-{tracks_per_genre}x{seconds:g}s" if sized else "demo-default")
+    options = ["--tracks-per-genre", str(tracks_per_genre), "--seconds", str(seconds), "--no-broken"] if sized else []
+    subprocess.run([sys.executable, str(ROOT / "demo_data.py"), "--out", str(out), *options],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return out
+
+
+def switch(value: str, auto: bool) -> bool:
+    """An on/off/auto option's value, `auto` standing for what auto means here."""
+    return {"on": True, "off": False, "auto": auto}[value]
+
+
+def failed(done: subprocess.CompletedProcess) -> str:
+    """The note of a row whose command failed: the last line of its stderr."""
+    return f"failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
 
 
 def demo_files(data_dir: Path) -> list[Path]:
@@ -624,13 +636,12 @@ def resolve(args) -> argparse.Namespace:
 
 def train_specs(args, device_type: str, model: str) -> list[TrainSpec]:
     cuda = device_type == "cuda"
-    auto = {"on": True, "off": False, "auto": cuda}
-    compiles = {"on": [True], "off": [False], "auto": [False, True] if cuda else [False]}[args.compile]
+    compiles = [False, True] if cuda and args.compile == "auto" else [switch(args.compile, False)]
     whole = args.whole_clips if args.whole_clips is not None else (cuda or not args.quick)
     crops = [3.0] + ([0.0] if whole else [])
     workers = args.loader_workers if args.loader_workers is not None else (4 if cuda else 0)
     return [TrainSpec(model, device_type, c, args.batch_size, args.warmup_steps, args.window_seconds, args.min_steps,
-                      workers, args.amp and cuda, auto[args.channels_last], comp) for c in crops for comp in compiles]
+                      workers, args.amp and cuda, switch(args.channels_last, cuda), comp) for c in crops for comp in compiles]
 
 
 def setup(spec: TrainSpec) -> str:
@@ -687,7 +698,7 @@ def run(args, command: str) -> dict:
         if device.type != "cuda":
             results["infer"] += [{"model": m, "device": "cuda", "note": NOT_MEASURED} for m in models]
         results["memory"] = memory(args, scratch, device, say)
-        if {"on": True, "off": False, "auto": device.type == "cuda"}[args.end_to_end]:
+        if switch(args.end_to_end, device.type == "cuda"):
             say(f"end to end: python main.py --config {E2E_PRESET} on the demo set of make run, {device.type}")
             results["e2e"] = [end_to_end(work, scratch, device.type)]
         else:
@@ -716,7 +727,7 @@ def ddp_throughput(data: Path, cache_dir: Path, out: Path, processes: int, args)
            "--bootstrap", "0", "--eval-crops", "1", "--quiet"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
-        return {"processes": processes, "note": f"failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}"}
+        return {"processes": processes, "note": failed(done)}
     with open(out / "metrics.csv") as f:
         rates = [float(row["clips_per_s"]) for row in csv.DictReader(f)][1:]
     return {"processes": processes, "threads": threads, "clips_per_s": float(np.median(rates)),
@@ -728,9 +739,7 @@ def end_to_end(work: Path, scratch: Path, device: str) -> dict:
     defaults, generated once into `work`), from its MP3s to results.json: cache build, training, test
     report. Its test accuracy and bootstrap interval come from results.json."""
     import json
-    data = work / "demo-default"
-    subprocess.run([sys.executable, str(ROOT / "demo_data.py"), "--out", str(data)],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    data = demo_set(work)
     out = scratch / "e2e"
     cmd = [sys.executable, str(ROOT / "main.py"), "--config", str(ROOT / E2E_PRESET), "--data-dir", str(data),
            "--subset", "small", "--cache-dir", str(scratch / "e2e-cache"), "--out", str(out), "--device", device,
@@ -739,7 +748,7 @@ def end_to_end(work: Path, scratch: Path, device: str) -> dict:
     done = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode:
-        return {"device": device, "note": f"failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}"}
+        return {"device": device, "note": failed(done)}
     results = json.loads((out / "results.json").read_text())
     test = results["test"]
     return {"device": device, "seconds": seconds, "accuracy": test["accuracy"],
