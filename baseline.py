@@ -11,7 +11,7 @@ and test. It sees no temporal order, so it measures how much of a genre is "aver
 The demo set is designed so that this baseline stays under 60% test accuracy while a CNN on log-mel
 crops exceeds 80%: its genres live in rhythm, tempo and note patterns, and timbre, EQ and dynamics
 are drawn per artist from pools shared by all genres. `spectrum_baseline(cache)` returns the numbers
-for tests and reports. The log-mel cache is built (once) by utils.prepare_cache, like main.py does.
+for tests and reports. The log-mel cache is built (once) by cache.prepare_cache, like main.py does.
 """
 from __future__ import annotations
 
@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
-    from utils import AudioConfig, prepare_cache
+    from cache import prepare_cache
+    from config import AudioConfig
     cache = prepare_cache(args.data_dir, subset=args.subset, audio=AudioConfig(), cache_dir=args.cache_dir,
                           workers=args.workers)
     n_failed = int((cache.index["status"] != "ok").sum())

@@ -137,7 +137,8 @@ def demo_files(data_dir: Path) -> list[Path]:
 def extract_ours(data_dir: Path, cache_dir: Path, workers: int) -> dict:
     """utils.prepare_cache from scratch (metadata, decode, log-mel, float16 rows, index)."""
     from config import AudioConfig
-    from utils import clip_from_wave, load_audio, prepare_cache
+    from audio import clip_from_wave, load_audio
+    from cache import prepare_cache
     audio = AudioConfig()
     clip_from_wave(load_audio(demo_files(data_dir)[0], audio.sample_rate), audio)  # warm-up
     start = time.perf_counter()
@@ -200,26 +201,17 @@ class TrainSpec:
     compile: bool
 
 
-def make_train_loader(cache, rows, targets, mean, std, spec: TrainSpec, crop_frames):
-    """main.make_loader's training loader, plus persistent workers (kept across the timed windows)."""
-    import torch
-    from utils import ClipDataset
-    ds = ClipDataset(cache, rows, targets, mean, std, crop_frames=crop_frames, random_crop=True)
-    return torch.utils.data.DataLoader(
-        ds, batch_size=spec.batch_size, shuffle=True, drop_last=True, num_workers=spec.loader_workers,
-        pin_memory=spec.device == "cuda", persistent_workers=spec.loader_workers > 0)
-
-
 def train_window(cache_dir: str, spec: TrainSpec, rows_needed: int | None = FMA_SMALL_EPOCH) -> dict:
     """Clips/s of `spec.model` training over the cache in `cache_dir` (a timed window after warm-up)."""
     import pandas as pd
     import torch
-    from config import AudioConfig
-    from main import split_rows
+    from cache import FeatureCache
+    from config import AudioConfig, RunConfig
+    from loss import Loss
     from models import ModelConfig, build_model
     from models_utils import accelerate, seed_everything
     from train import train_one_epoch
-    from utils import FeatureCache, band_stats
+    from utils import band_stats, make_loader, split_rows
     seed_everything(0)
     path = Path(cache_dir)
     cache = FeatureCache(path, AudioConfig(), pd.read_csv(path / "index.csv", keep_default_na=False))
@@ -231,12 +223,13 @@ def train_window(cache_dir: str, spec: TrainSpec, rows_needed: int | None = FMA_
     mean, std = band_stats(cache, rows)
     device = torch.device(spec.device)
     crop_frames = cache.audio.frames_for(spec.crop_seconds) if spec.crop_seconds else None
-    loader = make_train_loader(cache, rows, targets, mean, std, spec, crop_frames)
+    run = RunConfig(batch_size=spec.batch_size, loader_workers=spec.loader_workers)
+    loader = make_loader(cache, rows, targets, mean, std, run, device, crop_frames, train=True, persistent=True)
     model = build_model(ModelConfig(name=spec.model, n_classes=len(classes))).to(device)
     accelerate(model, device, channels_last=spec.channels_last, compile=spec.compile)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     scaler = torch.amp.GradScaler("cuda") if spec.amp and spec.device == "cuda" else None
-    kw = dict(amp=spec.amp, scaler=scaler)
+    kw = dict(loss=Loss(), amp=spec.amp, scaler=scaler)
 
     def sync():
         if device.type == "cuda":
@@ -340,7 +333,8 @@ def stat_check(tree: Path, n_files: int, repeats: int = 3) -> dict:
     matching index.csv, with the reading of that index.csv timed beside it. Median of `repeats`; the files'
     metadata is in the OS cache (just written), as on a machine that reads its data set often."""
     from config import AudioConfig
-    from utils import FileCheck, audio_path, file_stats
+    from cache import FileCheck, file_stats
+    from utils import audio_path
     import pandas as pd
     ids = np.unique(np.linspace(2, FMA_LARGE_MAX_ID, n_files).round().astype(np.int64))
     audio_dir, folders, stats = tree / "fma_large", set(), []

@@ -17,7 +17,6 @@ Unknown options and unknown preset keys fail loudly.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Optional, get_args, get_origin, get_type_hints
@@ -133,10 +132,16 @@ class RunConfig:
     crop_seconds: float = opt(3.0, "training crop length, in seconds (0 = the whole cached clip)")
     eval_crops: int = opt(8, "evaluation: mean of the class probabilities over this many evenly spaced "
                              "crops of crop_seconds (0 = one pass over the whole clip)")
-    augment: bool = opt(False, "SpecAugment: 2 frequency and 2 time masks per training clip", flag=True)
+    augment: bool = opt(False, "SpecAugment: --freq-masks frequency and --time-masks time masks per training clip",
+                        flag=True)
+    freq_masks: int = opt(2, "with --augment: frequency masks per training clip")
+    freq_width: int = opt(16, "widest frequency mask, in mel bands")
+    time_masks: int = opt(2, "with --augment: time masks per training clip")
+    time_width: int = opt(24, "widest time mask, in frames")
     mixup: float = opt(0.0, "mixup Beta(alpha, alpha) parameter for training batches (0 = off)")
     eq_db: float = opt(0.0, "random EQ for training clips: a smooth curve over the mel bands within "
                             "+-EQ_DB dB per clip (0 = off)")
+    eq_points: int = opt(6, "control points of the random EQ and dynamics curves over the mel bands")
     contrast: float = opt(0.0, "random dynamics for training clips: each band's dB deviation from its "
                                "mean scaled by up to 2**(+-CONTRAST) (0 = off)")
     seed: int = opt(0, "random seed (model init, shuffling, crops, augmentation)")
@@ -268,5 +273,13 @@ def load_config(argv=None, description: str = "") -> tuple[RunConfig, AudioConfi
     return run, audio, set(values)
 
 
-def as_dict(cfg) -> dict:
-    return dataclasses.asdict(cfg)
+def parse_shard(text: str) -> tuple[int, int]:
+    """--shard 'K/N' -> (K, N), 0 <= K < N; ValueError otherwise."""
+    k, slash, n = str(text).partition("/")
+    try:
+        shard = int(k), int(n)
+    except ValueError:
+        shard = None
+    if not slash or shard is None or not 0 <= shard[0] < shard[1]:
+        raise ValueError(f"--shard takes K/N with 0 <= K < N, e.g. 0/4 for the first of 4 slices (got {text!r})")
+    return shard

@@ -1,6 +1,7 @@
-"""Helpers around models: device choice, seeding, RNG state and reproducibility settings, checkpoints,
-initialising a model from another checkpoint's weights (`load_backbone`, transfer learning), logits to
-probabilities (`output_probs`) and opt-in speed-ups (`accelerate`). Metrics live in metrics.py.
+"""Helpers around models: device choice, seeding, RNG state and reproducibility settings, checkpoints (save,
+load, checkpoint -> model), initialising a model from another checkpoint's weights (`load_backbone`, transfer
+learning), logits to probabilities (`output_probs`), opt-in speed-ups (`accelerate`) and the per-batch
+progress bar. Metrics live in metrics.py.
 
 Checkpoints hold only tensors, numbers, strings, lists and dicts, so they load with
 `torch.load(path, weights_only=True)`: a file that would run code when unpickled is refused.
@@ -9,11 +10,19 @@ from __future__ import annotations
 
 import os
 import pickle
+import platform
 import random
+import sys
+import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
+from tqdm import tqdm
+
+from models import MODELS, ModelConfig, SpectrogramModel, build_model
 
 
 class CheckpointError(Exception):
@@ -30,6 +39,13 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda asked for, but torch sees no CUDA GPU (use --device auto or cpu)")
     return torch.device(name)
+
+
+def machine() -> str:
+    """This machine in words, for results.json: OS, CPU, cores, GPU, torch version."""
+    cpu = platform.processor() or platform.machine()
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{platform.system()} {cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
 
 
 def seed_everything(seed: int) -> None:
@@ -128,6 +144,20 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     return state
 
 
+def model_from_checkpoint(state: dict, device: torch.device | str = "cpu") -> SpectrogramModel:
+    """The model a checkpoint describes, with its weights, on `device`, in eval mode."""
+    model = build_model(ModelConfig(**state["model_config"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()
+
+
+def model_audio(run, audio, given: set):
+    """The model's own audio parameters (its class's `audio`, e.g. musicnn's 16 kHz / 96 mels) as the
+    run's defaults: a parameter set explicitly (preset or command line) wins."""
+    own = MODELS[run.model].audio
+    return replace(audio, **{k: v for k, v in own.items() if k not in given})
+
+
 def load_backbone(model: torch.nn.Module, state: dict, fresh_head: bool = False) -> tuple[list[str], list[str]]:
     """Initialise `model` (a models.SpectrogramModel) from a checkpoint `state` of the same architecture.
 
@@ -174,3 +204,45 @@ def accelerate(model: torch.nn.Module, device: torch.device, channels_last: bool
     if compile:
         model.compile()
     return model
+
+
+class BatchProgress:
+    """A per-batch tqdm bar on stderr: batches done of the loader's, ETA, and the running mean loss and
+    clips/s of the batches so far. Shown only when `show` and stderr is a terminal (piped or logged
+    output gets nothing); erased when closed (leave=False), so the caller's one line per epoch that
+    follows it stays clean. Use it as a context manager and call `update(clips, loss)` after each batch."""
+
+    def __init__(self, loader, show: bool, desc: str, max_steps: Optional[int] = None):
+        total = len(loader) if hasattr(loader, "__len__") else None
+        if max_steps is not None:
+            total = max_steps if total is None else min(total, max_steps)
+        self.bar = tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True, file=sys.stderr,
+                        disable=not show or not sys.stderr.isatty())
+        if self.shown and self.bar.dynamic_ncols and (self.bar.ncols or 0) <= 0:  # a terminal that reports no
+            self.bar.dynamic_ncols = self.bar.ncols = self.bar.nrows = None       # size (script, some CI): tqdm
+            #                                                                      would hide the bar
+        self.clips, self.loss_clips, self.loss_sum, self.start = 0, 0, 0.0, time.perf_counter()
+
+    @property
+    def shown(self) -> bool:
+        return not self.bar.disable
+
+    def update(self, clips: int, loss: Optional[float] = None) -> None:
+        """One batch of `clips` clips done; `loss` is its mean loss (None: not measured; the bar shows the
+        mean over the batches that gave one)."""
+        if not self.shown:
+            return
+        self.clips += clips
+        if loss is not None:
+            self.loss_sum, self.loss_clips = self.loss_sum + loss * clips, self.loss_clips + clips
+        text = f"{self.clips / max(time.perf_counter() - self.start, 1e-9):,.0f} clips/s"
+        if self.loss_clips:
+            text = f"loss {self.loss_sum / self.loss_clips:.4f}, {text}"
+        self.bar.set_postfix_str(text, refresh=False)  # drawn by update(), at most every 0.1 s
+        self.bar.update(1)
+
+    def __enter__(self) -> "BatchProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()

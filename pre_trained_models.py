@@ -102,14 +102,14 @@ from typing import Iterable, Iterator, Optional
 import numpy as np
 import torch
 
+from audio import AMIN, SOUNDFILE_EXTENSIONS, AudioError, clip_from_wave, load_audio, log_mel, quiet_native_stderr
 from config import AudioConfig
-from models import ModelConfig, build_model
 from metrics import classification_metrics, multilabel_metrics
-from models_utils import CheckpointError, load_checkpoint, output_probs, pick_device
-from test import average_probs, ensemble_mismatch
-from utils import (AMIN, SOUNDFILE_EXTENSIONS, SUBSETS, AudioError, DataError, audio_path, clip_from_wave,
-                   crop_starts, find_audio_dir, load_audio, load_metadata, log_mel, multi_hot,
-                   patch_starts, quiet_native_stderr, select_subset, standardize)
+from models_utils import CheckpointError, load_checkpoint, model_from_checkpoint, pick_device
+from plots import plot_timeline
+from test import average_probs, ensemble_mismatch, infer
+from utils import (SUBSETS, DataError, audio_path, crop_starts, find_audio_dir, load_metadata, multi_hot,
+                   patch_starts, select_subset, standardize)
 
 # Extensions searched for in directories (an explicitly named file is tried whatever its extension).
 # Those libsndfile does not read need ffmpeg (through audioread); without it they get a clear error.
@@ -156,8 +156,7 @@ class Predictor:
     def __init__(self, state: dict, device: torch.device, batch_windows: int = 64):
         try:
             self.audio = AudioConfig(**state["audio"])
-            self.model = build_model(ModelConfig(**state["model_config"]))
-            self.model.load_state_dict(state["model"])
+            self.model = model_from_checkpoint(state, device)
             self.classes = [str(c) for c in state["classes"]]
             self.mean = state["mean"].float().numpy()
             self.std = state["std"].float().numpy()
@@ -185,7 +184,6 @@ class Predictor:
             raise CheckpointError(f"checkpoint is inconsistent: window_hop {self.window_hop} < 0")
         # (n_mapped_genres, n_classes): True where a class is one of the mapped genre's tags
         self.tag_mask = np.array([[c in tags for c in self.classes] for tags in self.tag_genres.values()], dtype=bool)
-        self.model.to(device).eval()
         self.device, self.batch_windows = device, max(1, batch_windows)
         self.run_config = state.get("run_config") or {}
 
@@ -272,9 +270,8 @@ class Predictor:
         for i, (song, w) in enumerate(batch):
             s = int(song.starts[w])
             x[i] = standardize(song.features[:, s:s + wf], self.mean, self.std)
-        emb = self.model.embed(self.model.check_input(torch.from_numpy(x).to(self.device)))  # (B, D)
-        probs = output_probs(self.model.head(emb).float(), self.multilabel).cpu().numpy()   # (B, n_classes)
-        emb = emb.float().cpu().numpy()
+        probs, emb = infer(self.model, torch.from_numpy(x).to(self.device), multilabel=self.multilabel, embed=True)
+        probs, emb = probs.cpu().numpy(), emb.cpu().numpy()  # (B, n_classes), (B, D)
         for i, (song, w) in enumerate(batch):
             song.window_probs[w] = probs[i]
             if song.window_embeddings is not None:
@@ -304,7 +301,7 @@ class Predictor:
         while pending and (not pending[0].ok or pending[0].done == len(pending[0].starts)):
             song = pending.popleft()
             if song.ok:
-                song.probs = torch.from_numpy(song.window_probs).mean(0).numpy()  # as test.predict_proba
+                song.probs = torch.from_numpy(song.window_probs).mean(0).numpy()  # as test.infer's windows
                 if song.window_embeddings is not None:
                     song.embedding, song.window_embeddings = song.window_embeddings.mean(0), None
                 if not keep_features:
@@ -553,48 +550,12 @@ def write_embeddings(path: str, songs: list[Song], predictor: Predictor, checkpo
         np.savez(out, **arrays)
 
 
-PLOT_MAX_GENRES = 24  # a multi-label model's plot shows the song's most probable genres, not all 163
-
-
 def plot_song(song: Song, predictor: Predictor, path: Path, k: int = 3) -> None:
-    """Log-mel spectrogram (dB) on top, each window's genre probabilities under it, same time axis
-    (at most PLOT_MAX_GENRES genres: the song's most probable ones, in the model's order)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    a = predictor.audio
-    sec = a.hop_length / a.sample_rate
-    spec = song.features.astype(np.float32)
-    total = spec.shape[1] * sec
-    times = window_times(song, predictor)
-    centres = np.array([(t0 + t1) / 2 for t0, t1 in times])
-    if len(centres) > 1:
-        mids = (centres[1:] + centres[:-1]) / 2
-        edges = np.concatenate([[max(0.0, 2 * centres[0] - mids[0])], mids, [min(total, 2 * centres[-1] - mids[-1])]])
-    else:
-        edges = np.array([times[0][0], min(total, times[0][1])])
-    shown = np.sort(np.argsort(-song.probs, kind="stable")[:PLOT_MAX_GENRES])
-    names = [predictor.labels[i] for i in shown]
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 3 + 0.28 * len(names) + 3), sharex=True,
-                                   gridspec_kw={"height_ratios": [3, max(1.5, 0.25 * len(names))]})
-    im = ax1.imshow(spec, origin="lower", aspect="auto", cmap="magma", extent=(0, total, 0, spec.shape[0]))
-    ax1.set_ylabel("mel band")
-    fig.colorbar(im, ax=ax1, pad=0.01, label="dB")
-    if song.duration < total - 1e-6:
-        for ax in (ax1, ax2):
-            ax.axvline(song.duration, color="cyan", ls="--", lw=1)
-        ax1.text(song.duration, spec.shape[0] * 0.95, " padding", color="cyan", va="top", fontsize=8)
+    """--plot: the song's log-mel with each window's genre probabilities under it (plots.plot_timeline)."""
     best = ", ".join(f"{g} {p:.2f}" for g, p in top_k(song.probs, predictor.labels, k))
-    ax1.set_title(f"{Path(song.path).name} ({fmt_time(song.duration)}): {best}")
-    mesh = ax2.pcolormesh(edges, np.arange(len(names) + 1), song.window_probs[:, shown].T, cmap="viridis",
-                          vmin=0, vmax=1, shading="flat")
-    ax2.set_yticks(np.arange(len(names)) + 0.5, names, fontsize=8)
-    ax2.set_xlabel(f"time (s); {len(times)} windows of {predictor.window_frames * sec:.2f} s")
-    fig.colorbar(mesh, ax=ax2, pad=0.01, label="probability")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plot_timeline(song.features, predictor.audio.hop_length / predictor.audio.sample_rate,
+                  window_times(song, predictor), song.window_probs, song.probs, predictor.labels, song.duration,
+                  f"{Path(song.path).name} ({fmt_time(song.duration)}): {best}", path)
 
 
 class PlotNames:

@@ -1,10 +1,10 @@
-"""Evaluation: one `evaluate(...)` for validation, test and evaluate-only runs, plus the run's plots;
-an ensemble's metrics are `score(...)` of its members' averaged probabilities (`average_probs`), once
-`ensemble_mismatch` has found nothing that keeps them apart.
+"""Everything that scores a model: the one inference function (`infer`: windows to probabilities), `evaluate`
+for validation and test, the test report (results.json, test_predictions.csv, plots), `--evaluate-only` and
+ensembles (change evaluation and the metrics reported here).
 
-Clip-level prediction uses either the whole cached clip, or the mean of the class probabilities
-over K evenly spaced crops inside the real audio (utils.eval_windows): the same windowing that
-pre_trained_models.py applies to songs of any length.
+A clip's probabilities come from the whole cached clip, or are the mean over K evenly spaced crops inside the
+real audio (utils.eval_windows): the same windowing that pre_trained_models.py applies to songs of any
+length, through the same `infer`, so evaluation and prediction give the same probabilities.
 
     python main.py --evaluate-only --checkpoint runs/NAME/best.pt   # re-evaluate a checkpoint on test
     python main.py --evaluate-only --checkpoint runs/A runs/B       # an ensemble of two checkpoints
@@ -12,30 +12,53 @@ pre_trained_models.py applies to songs of any length.
 from __future__ import annotations
 
 import contextlib
+import csv
+import functools
+import json
+import sys
+from pathlib import Path
+
 import numpy as np
 import torch
 
+from cache import open_cache
+from config import AudioConfig, RunConfig
 from distributed import Dist, gather_batches
-from metrics import classification_metrics, multilabel_metrics
-from models_utils import output_probs
-from train import BatchProgress
+from loss import Loss
+from metrics import bootstrap_metrics, classification_metrics, multilabel_metrics
+from models import count_parameters
+from models_utils import (BatchProgress, CheckpointError, load_checkpoint, machine, model_from_checkpoint,
+                          output_probs, pick_device)
+from plots import plot_auc_vs_count, plot_confusion
+from utils import audio_path, find_audio_dir, make_loader, make_targets
+
+MULTILABEL_SCALARS = ("macro_roc_auc", "micro_roc_auc", "macro_ap", "micro_ap", "micro_f1", "macro_f1", "threshold",
+                      "loss")
 
 
 @torch.no_grad()
-def predict_proba(model: torch.nn.Module, x: torch.Tensor, amp: bool = False, multilabel: bool = False) -> torch.Tensor:
-    """Standardised log-mels -> (B, n_classes) probabilities (softmax, or per-genre sigmoids when
-    `multilabel`).
+def infer(model: torch.nn.Module, x: torch.Tensor, amp: bool = False, multilabel: bool = False,
+          embed: bool = False):
+    """The one inference function: standardised log-mel windows -> (B, n_classes) probabilities (softmax,
+    or per-genre sigmoids when `multilabel`), under float16 autocast on CUDA when `amp`.
 
-    x is (B, M, T) for one window per clip, or (B, K, M, T) for K windows per clip (utils.eval_windows),
-    whose probabilities are averaged.
+    x is (B, M, T), one window per row, or (B, K, M, T), K windows per clip (utils.eval_windows) whose
+    probabilities are averaged. With `embed`, returns (probs, embeddings): model.embed of each row, (B, D),
+    averaged over the K windows too (the pooled backbone output that the head classifies, same pass).
     """
     use_amp = amp and x.device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
     windows = x if x.ndim == 4 else x[:, None]  # (B, M, T) -> (B, 1, M, T)
     B, K = windows.shape[:2]
+    flat = windows.flatten(0, 1)  # (B*K, M, T)
     with autocast:
-        logits = model(windows.flatten(0, 1)).float().view(B, K, -1)  # (B*K, M, T) -> (B, K, C)
-    return output_probs(logits, multilabel).mean(1)
+        if embed:  # model.forward is head(embed(check_input(x))): the same computation, split
+            emb = model.embed(model.check_input(flat))  # (B*K, D)
+            logits = model.head(emb)
+        else:
+            logits = model(flat)
+    probs = output_probs(logits.float().view(B, K, -1), multilabel).mean(1)  # (B, K, C) -> (B, C)
+    return (probs, emb.float().view(B, K, -1).mean(1)) if embed else probs
 
 
 @torch.no_grad()
@@ -46,8 +69,8 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, classes: list
     n_classes) and `y_true` as arrays for callers that need them (test_predictions.csv, intervals,
     ensembles).
 
-    The loader yields (x, y) with x as predict_proba takes it (whole clips, or K windows per clip).
-    `progress` shows a per-batch bar on a terminal (train.BatchProgress; off by default).
+    The loader yields (x, y) with x as `infer` takes it (whole clips, or K windows per clip).
+    `progress` shows a per-batch bar on a terminal (models_utils.BatchProgress; off by default).
     Under torchrun (`dist`), each rank's loader yields its share of the batches (distributed.ShardedBatches)
     and `model` is the plain module (not its DistributedDataParallel); the batches are gathered on rank 0
     in single-process order and scored there, and every rank returns rank 0's result.
@@ -56,8 +79,8 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, classes: list
     batches = []
     with BatchProgress(loader, progress, "evaluate") as bar:
         for x, y in loader:
-            batches.append((predict_proba(model, x.to(device, non_blocking=True), amp, multilabel).cpu(), y))
-            bar.update(len(y), clip_loss(y.numpy(), batches[-1][0].numpy(), multilabel) if bar.shown else None)
+            batches.append((infer(model, x.to(device, non_blocking=True), amp, multilabel).cpu(), y))
+            bar.update(len(y), Loss(multilabel).of_probs(batches[-1][0].numpy(), y.numpy()) if bar.shown else None)
     if dist is not None and dist.enabled:
         batches = gather_batches(dist, batches)
         return dist.broadcast(_score_batches(batches, classes, multilabel, threshold) if dist.main else None)
@@ -79,28 +102,16 @@ def score(y: np.ndarray, p: np.ndarray, classes: list[str], multilabel: bool = F
     """Metrics of clip probabilities `p` (n_clips, n_classes) against targets `y`, with `probs` and
     `y_true`: what `evaluate` returns, and what an ensemble's averaged probabilities get.
 
-    Single-label (targets are class indices): loss (NLL of the clip probabilities), accuracy, macro-F1,
+    Single-label (targets are class indices): loss (loss.Loss of the clip probabilities), accuracy, macro-F1,
     per-class precision/recall, confusion matrix. Multi-label (`multilabel`, targets are multi-hot rows):
-    loss (binary cross-entropy of the clip probabilities), macro/micro ROC-AUC, macro/micro AP, per-genre
+    loss (loss.Loss of the clip probabilities), macro/micro ROC-AUC, macro/micro AP, per-genre
     ROC-AUC and AP, and F1 at `threshold` (tuned on these clips when None: pass validation's to test);
     see metrics.multilabel_metrics.
     """
-    loss = clip_loss(y, p, multilabel)
+    loss = Loss(multilabel).of_probs(p, y)
     if multilabel:
         return {"loss": loss, **multilabel_metrics(y, p, classes, threshold), "probs": p, "y_true": y}
     return {"loss": loss, **classification_metrics(y, p.argmax(1), classes), "probs": p, "y_true": y}
-
-
-def clip_loss(y: np.ndarray, p: np.ndarray, multilabel: bool = False) -> float:
-    """Mean loss of clip probabilities `p` against targets `y`: NLL of the true class (class indices), or
-    binary cross-entropy over every genre (multi-hot rows, `multilabel`); 0 without clips. The loss of
-    `score`, and of each batch in evaluate's progress bar."""
-    if not len(y):
-        return 0.0
-    if multilabel:
-        q = np.clip(p, 1e-7, 1 - 1e-7)
-        return float(-(y * np.log(q) + (1 - y) * np.log(1 - q)).mean())
-    return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean())
 
 
 # ------------------------------------------------------------------------------------------ ensembles
@@ -152,79 +163,271 @@ def ensemble_mismatch(members: list[tuple[str, dict]]) -> str | None:
     return None
 
 
-def plot_confusion(cm, classes: list[str], path, title: str = "") -> None:
-    """Row-normalised confusion matrix with counts, saved as PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    cm = np.asarray(cm)
-    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    size = max(5.0, 0.55 * len(classes) + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in range(len(classes)):
-        for j in range(len(classes)):
-            if cm[i, j]:
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if norm[i, j] > 0.5 else "black")
-    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+# ------------------------------------------------------------------------------------------ the test report
+
+def per_genre_rows(vocab: dict, per_genre: dict) -> list[dict]:
+    """One row per genre of the vocabulary: per_genre_auc.csv, the W&B table, the AUC plot."""
+    return [{"genre_id": g, "title": t, "parent_id": p, "parent": path.rpartition(" > ")[0].rpartition(" > ")[2],
+             "path": path, "train_positives": int(n), "test_positives": per_genre[t]["positives"],
+             "roc_auc": per_genre[t]["roc_auc"], "ap": per_genre[t]["ap"]}
+            for g, t, p, path, n in zip(vocab["ids"], vocab["titles"], vocab["parents"], vocab["paths"],
+                                        vocab["train_positives"])]
 
 
-def plot_curves(history: list[dict], path, metric: str = "accuracy") -> None:
-    """Loss and `metric` (accuracy; macro_roc_auc for multi-label runs) per epoch, train (when recorded)
-    and validation, saved as PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-    epochs = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key in zip(axes, ("loss", metric)):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if f"train_{key}" in history[0]:
-            ax.plot(epochs, [h[f"train_{key}"] for h in history], "o-", label="train")
-        ax.plot(epochs, [h[f"val_{key}"] for h in history], "o-", label="validation")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(key)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def public(metrics: dict) -> dict:
+    """Evaluation metrics without the per-clip arrays."""
+    return {k: v for k, v in metrics.items() if k not in ("probs", "y_true")}
 
 
-def plot_auc_vs_count(rows: list[dict], path, title: str = "") -> None:
-    """Per-genre test ROC-AUC against the genre's number of training positives (log scale), one point
-    per scored genre, top-level genres marked; saved as PNG. `rows` as in per_genre_auc.csv."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    rows = [r for r in rows if np.isfinite(r["roc_auc"])]
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for top, style in ((False, dict(c="tab:blue", label="sub-genre")), (True, dict(c="tab:red", marker="s",
-                                                                                    label="top-level genre"))):
-        pts = [r for r in rows if (r["parent_id"] == 0) == top]
-        if pts:
-            ax.scatter([max(r["train_positives"], 1) for r in pts], [r["roc_auc"] for r in pts], alpha=0.7, **style)
-    if len(rows) <= 40:  # name the points when they stay readable
-        for r in rows:
-            ax.annotate(r["title"], (max(r["train_positives"], 1), r["roc_auc"]), fontsize=6,
-                        xytext=(3, 2), textcoords="offset points")
-    ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance")
-    ax.set_xscale("log")
-    ax.set_xlabel("training examples of the genre (positives)")
-    ax.set_ylabel("test ROC-AUC")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def test_report(model, state: dict, cache, classes, splits, run: RunConfig, device, out: Path,
+                dist: Dist = Dist()) -> dict | None:
+    """Evaluate on the test split; write test_files.txt, test_predictions.csv and confusion_matrix.png
+    (top) or per_genre_auc.csv and auc_vs_train_count.png (all, at the threshold tuned on validation)
+    into `out`; return what results.json gets, with `--bootstrap` confidence intervals under test.ci.
+    Under torchrun every rank evaluates its share of the batches, and rank 0 alone writes and returns."""
+    rows, targets = splits["test"]
+    metrics = member_metrics(model, state, cache, rows, targets, classes, run, device, dist) if len(rows) else None
+    if not dist.main:
+        return None
+    track_ids = cache.index["track_id"].to_numpy()[rows]
+    write_test_files(track_ids, run, out)
+    results = {"model": state["model_config"]["name"], "parameters": count_parameters(model, trainable_only=False),
+               "best_epoch": state["epoch"], "classes": classes, "test_tracks": int(len(rows)),
+               "machine": machine(), **vocabulary_fields(state)}
+    if metrics is None:
+        print("no test tracks in this data: test report skipped")
+        results["test"] = None
+        return results
+    return report_test(results, metrics, state, track_ids, run, out, f"best epoch {state['epoch']}")
+
+
+def write_test_files(track_ids, run: RunConfig, out: Path) -> None:
+    """test_files.txt: the audio path of each test track (for pre_trained_models.py @FILE)."""
+    audio_dir = find_audio_dir(run.data_dir, run.subset)
+    (out / "test_files.txt").write_text("".join(f"{audio_path(audio_dir, tid)}\n" for tid in track_ids))
+
+
+def vocabulary_fields(state: dict) -> dict:
+    """results.json's target and genre vocabulary of a multi-label checkpoint; {} for --target top."""
+    if state.get("target", "top") != "all":
+        return {}
+    return {"target": "all", "genres": {k: state["genres"][k] for k in ("ids", "titles", "parents", "paths")}}
+
+
+def member_metrics(model, state: dict, cache, rows, targets, classes, run: RunConfig, device,
+                   dist: Dist = Dist()) -> dict:
+    """test.evaluate of a checkpoint's model on `rows` of its cache, with the checkpoint's windows
+    (crop_frames, eval_crops), normalisation and (multi-label) validation threshold."""
+    loader = make_loader(cache, rows, targets, state["mean"].numpy(), state["std"].numpy(), run, device,
+                         state["crop_frames"], eval_crops=state["eval_crops"], dist=dist)
+    return evaluate(model, loader, device, classes, run.amp, state.get("target", "top") == "all",
+                    threshold=state.get("threshold", 0.5), progress=not run.quiet and dist.main, dist=dist)
+
+
+def with_intervals(metrics: dict, multilabel: bool, run: RunConfig) -> dict:
+    """results.json's test entry: the metrics without per-clip arrays, with `--bootstrap` intervals (ci)."""
+    test = public(metrics)
+    if run.bootstrap > 0:
+        test["ci"] = bootstrap_metrics(metrics["y_true"], metrics["probs"], multilabel, metrics.get("threshold", 0.5),
+                                       n=run.bootstrap, level=run.ci_level)
+    return test
+
+
+def report_test(results: dict, metrics: dict, state: dict, track_ids, run: RunConfig, out: Path, about: str) -> dict:
+    """results["test"] from `metrics` (with intervals), test_predictions.csv, the plots and the console
+    line of a test report (one checkpoint's, or an ensemble's); `state` gives the genre vocabulary."""
+    multilabel, classes = results.get("target") == "all", results["classes"]
+    results["test"] = test = with_intervals(metrics, multilabel, run)
+    write_predictions(out / "test_predictions.csv", track_ids, metrics, classes, multilabel)
+    if multilabel:
+        results["_per_genre"] = _multilabel_outputs(metrics, state, results["model"], out)
+    else:
+        plot_confusion(metrics["confusion_matrix"], classes, out / "confusion_matrix.png",
+                       f"{results['model']} test: acc {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
+        results["_y"] = (metrics["y_true"], metrics["probs"].argmax(1))
+    print(test_line("test", metrics, test, multilabel, about))
+    if multilabel and metrics["dropped"]:
+        print(f"not scored (no positive or no negative test track): {', '.join(metrics['dropped'])}")
+    return results
+
+
+def test_line(label: str, metrics: dict, test: dict, multilabel: bool, about: str) -> str:
+    """'LABEL: accuracy ... macro-F1 ... (N tracks, ABOUT, intervals)' (multi-label: ROC-AUC, AP, F1)."""
+    ci = functools.partial(_ci_text, test)
+    n, n_classes = metrics["probs"].shape
+    if multilabel:
+        return (f"{label}: macro ROC-AUC {metrics['macro_roc_auc']:.4f}{ci('macro_roc_auc')}  micro ROC-AUC "
+                f"{metrics['micro_roc_auc']:.4f}  macro PR-AUC (AP) {metrics['macro_ap']:.4f}{ci('macro_ap')}  "
+                f"micro-F1 {metrics['micro_f1']:.4f}{ci('micro_f1')} at threshold {metrics['threshold']:.2f}  "
+                f"({n} tracks, {metrics['scored_genres']} of {n_classes} genres scored, {about}{ci('level')})")
+    return (f"{label}: accuracy {metrics['accuracy']:.4f}{ci('accuracy')}  macro-F1 {metrics['macro_f1']:.4f}"
+            f"{ci('macro_f1')}  ({n} tracks, {about}{ci('level')})")
+
+
+def _ci_text(test: dict, key: str) -> str:
+    """' [low, high]' of a test metric's interval (or, for key 'level', ', 95% bootstrap intervals');
+    '' without intervals."""
+    ci = test.get("ci")
+    if not ci:
+        return ""
+    if key == "level":
+        return f", {ci['level']:.0%} bootstrap intervals of {ci['resamples']} resamples"
+    low, high = ci[key]
+    return "" if low is None else f" [{low:.3f}, {high:.3f}]"
+
+
+def write_predictions(path: Path, track_ids, metrics: dict, classes: list[str], multilabel: bool) -> None:
+    """test_predictions.csv: one row per test track: track_id, true and predicted label (multi-label: the
+    genres, '|'-separated, true / at the decision threshold) and each class's probability (p_CLASS)."""
+    probs = metrics["probs"]
+    if multilabel:
+        names = np.array(classes, dtype=object)
+        true = ["|".join(names[y > 0]) for y in metrics["y_true"]]
+        pred = ["|".join(names[p >= metrics["threshold"]]) for p in probs]
+    else:
+        true, pred = [classes[i] for i in metrics["y_true"]], [classes[i] for i in probs.argmax(1)]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["track_id", "true", "predicted", *(f"p_{c}" for c in classes)])
+        for tid, t, p, row in zip(track_ids, true, pred, probs):
+            writer.writerow([int(tid), t, p, *(f"{x:.6f}" for x in row)])
+
+
+def _multilabel_outputs(metrics: dict, state: dict, model_name: str, out: Path) -> list[dict]:
+    """per_genre_auc.csv and auc_vs_train_count.png of a multi-label test report; returns the table."""
+    table = per_genre_rows(state["genres"], metrics["per_genre"])
+    with open(out / "per_genre_auc.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    plot_auc_vs_count(table, out / "auc_vs_train_count.png",
+                      f"{model_name} test: macro ROC-AUC {metrics['macro_roc_auc']:.3f} over "
+                      f"{metrics['scored_genres']} genres")
+    return table
+
+
+def write_results(results: dict, out: Path) -> None:
+    """results.json; metrics that are undefined (NaN, e.g. the ROC-AUC of an unscored genre) become null."""
+    def clean(v):
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return None if isinstance(v, float) and not np.isfinite(v) else v
+    with open(out / "results.json", "w") as f:
+        json.dump(clean({k: v for k, v in results.items() if not k.startswith("_")}), f, indent=2)
+
+
+def evaluate_only(run: RunConfig, given: set) -> int:
+    """--evaluate-only: the test report of one --checkpoint (into RUN_DIR/evaluate/), or of the
+    ensemble of several (evaluate_ensemble); --out replaces the folder."""
+    if not run.checkpoint:
+        print("error: --evaluate-only needs --checkpoint PATH", file=sys.stderr)
+        return 2
+    try:
+        states = [load_checkpoint(path) for path in run.checkpoint]
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    device = pick_device(run.device)
+    out = evaluate_out(run)
+    if len(states) > 1:
+        results = evaluate_ensemble(run.checkpoint, states, run, given, device, out)
+    else:
+        model, cache, classes, splits = load_member(states[0], run, given, device)
+        out.mkdir(parents=True, exist_ok=True)
+        results = test_report(model, states[0], cache, classes, splits, run, device, out)
+    write_results(results, out)
+    print(f"wrote {out / 'results.json'}")
+    return 0
+
+
+def evaluate_out(run: RunConfig) -> Path:
+    """--out, else RUN_DIR/evaluate for one checkpoint, and for an ensemble ensemble-A+B beside the
+    first member's run directory (runs/X/seed-0 and runs/X/seed-1 -> runs/X/ensemble-seed-0+seed-1)."""
+    dirs = [p if p.is_dir() else p.parent for p in map(Path, run.checkpoint)]
+    if run.out:
+        return Path(run.out)
+    if len(dirs) == 1:
+        return dirs[0] / "evaluate"
+    return dirs[0].parent / ("ensemble-" + "+".join(d.name for d in dirs))
+
+
+def load_member(state: dict, run: RunConfig, given: set, device):
+    """(model on `device`, cache, classes, splits) of a checkpoint: the log-mel cache of its own audio
+    parameters (built when missing) and its classes' targets; --eval-crops, when given, replaces its
+    number of evaluation crops (the one evaluation setting that may change)."""
+    cache = open_cache(run, AudioConfig(**state["audio"]))
+    classes, splits, _ = make_targets(state.get("target", "top"), run, cache, state)
+    model = model_from_checkpoint(state, device)
+    if "eval_crops" in given and state["crop_frames"]:
+        state["eval_crops"] = run.eval_crops
+    return model, cache, classes, splits
+
+
+def evaluate_ensemble(paths: list[str], states: list[dict], run: RunConfig, given: set, device, out: Path) -> dict:
+    """The test report of the mean of several checkpoints' probabilities (test.average_probs); each
+    member is evaluated with its own audio parameters (its own cache), windows and normalisation.
+
+    Members must agree on what their probabilities mean (test.ensemble_mismatch: a ValueError names
+    the difference). They are scored on the test tracks every one of them has: a track that failed in
+    one member's cache is left out of all, and counted. A multi-label ensemble's decision threshold is
+    the mean of its members' validation thresholds. results.json: the ensemble's metrics and intervals
+    under test (as for one checkpoint), and each member's, on the same tracks and bootstrap resamples,
+    under members."""
+    problem = ensemble_mismatch(list(zip(paths, states)))
+    if problem:
+        raise ValueError(problem)
+    multilabel = states[0].get("target", "top") == "all"
+    members, track_ids, evaluated = [], [], []
+    for path, state in zip(paths, states):
+        model, cache, classes, splits = load_member(state, run, given, device)
+        rows, targets = splits["test"]
+        track_ids.append(cache.index["track_id"].to_numpy()[rows])
+        evaluated.append(member_metrics(model, state, cache, rows, targets, classes, run, device))
+        members.append({"checkpoint": str(path), "model": state["model_config"]["name"],
+                        "parameters": count_parameters(model, trainable_only=False), "best_epoch": state["epoch"],
+                        "audio": state["audio"], "crop_frames": state["crop_frames"],
+                        "eval_crops": state["eval_crops"], "test_tracks": int(len(rows))})
+    common = shared_tracks(paths, track_ids, members)
+    out.mkdir(parents=True, exist_ok=True)
+    write_test_files(common, run, out)
+    results = {"model": "ensemble", "parameters": sum(m["parameters"] for m in members), "classes": classes,
+               "test_tracks": int(len(common)), "machine": machine(), **vocabulary_fields(states[0]),
+               "members": members}
+    if len(common) == 0:
+        print("no test tracks shared by every member: test report skipped")
+        results["test"] = None
+        return results
+    aligned = [aligned_rows(ids, common, metrics) for ids, metrics in zip(track_ids, evaluated)]
+    y = aligned[0][1]
+    if any(not np.array_equal(y, theirs) for _, theirs in aligned):
+        raise ValueError("members disagree on the true genres of their test tracks: not the same metadata")
+    thresholds = [float(s.get("threshold", 0.5)) for s in states]
+    for member, (probs, _), threshold in zip(members, aligned, thresholds):
+        metrics = score(y, probs, classes, multilabel, threshold)
+        member["test"] = with_intervals(metrics, multilabel, run)
+        print(test_line(f"member {member['checkpoint']}", metrics, member["test"], multilabel,
+                        f"best epoch {member['best_epoch']}"))
+    ensemble = score(y, average_probs([p for p, _ in aligned]), classes, multilabel, float(np.mean(thresholds)))
+    return report_test(results, ensemble, states[0], common, run, out, f"mean of {len(states)} members")
+
+
+def shared_tracks(paths: list[str], track_ids: list[np.ndarray], members: list[dict]) -> np.ndarray:
+    """The test tracks every member has (in the first member's order); each member's left_out_tracks
+    counts the others, and the console says how many were left out."""
+    common = track_ids[0][np.all([np.isin(track_ids[0], ids) for ids in track_ids], axis=0)]
+    for member, ids in zip(members, track_ids):
+        member["left_out_tracks"] = int(len(ids) - len(common))
+    lost = [f"{p}: {m['left_out_tracks']}" for p, m in zip(paths, members) if m["left_out_tracks"]]
+    if lost:
+        print(f"left out the test tracks that not every member could decode ({', '.join(lost)}); "
+              f"{len(common)} tracks remain")
+    return common
+
+
+def aligned_rows(ids: np.ndarray, common: np.ndarray, metrics: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A member's (probs, y_true) rows of the `common` track ids, in that order."""
+    where = {int(t): i for i, t in enumerate(ids)}
+    idx = np.array([where[int(t)] for t in common], dtype=np.int64)
+    return metrics["probs"][idx], metrics["y_true"][idx]

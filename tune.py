@@ -10,7 +10,7 @@
 
 Each trial draws its parameters from the search space (--space, a YAML file; configs/search_space.yaml is the
 default, with its format) over the base preset (--config) and the main.py options given here, and trains
-through main.train() into OUT/trial-N/, reporting every epoch's validation metric (accuracy; macro ROC-AUC for
+through train.train() into OUT/trial-N/, reporting every epoch's validation metric (accuracy; macro ROC-AUC for
 --target all) to the pruner, which stops hopeless trials (their checkpoints are deleted). A trial's value is
 its best validation metric (results.json), the one best.pt is selected on. Each trial is a W&B run of its own,
 grouped by study (WANDB_RUN_GROUP=NAME).
@@ -407,8 +407,8 @@ def make_objective(args, base: RunConfig, audio: AudioConfig, given: set, search
                    metric: str, out: Path, state: dict):
     import optuna
 
-    import main as train_main
-    from models_utils import CheckpointError
+    from models_utils import CheckpointError, model_audio
+    from train import train
     from utils import DataError
 
     def objective(trial):
@@ -419,7 +419,7 @@ def make_objective(args, base: RunConfig, audio: AudioConfig, given: set, search
         params = {name: suggest(trial, name, p) for name, p in search.items()}
         run_dir = out / f"trial-{trial.number}"
         run = replace(base, **fixed, **params, out=str(run_dir), name=None)
-        run_audio = train_main.model_audio(run, audio, given)
+        run_audio = model_audio(run, audio, given)
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("preset", training_values(run, run_audio, given | set(search) | set(fixed)))
         print(f"trial {trial.number}: {', '.join(f'{k}={_short(v)}' for k, v in params.items())} -> {run_dir}/",
@@ -433,7 +433,7 @@ def make_objective(args, base: RunConfig, audio: AudioConfig, given: set, search
                 raise optuna.TrialPruned(f"{metric} {value:.4f} after epoch {epoch}")
 
         try:
-            train_main.train(run, run_audio, given | set(search) | set(fixed) | {"out"}, on_epoch=on_epoch)
+            train(run, run_audio, given | set(search) | set(fixed) | {"out"}, on_epoch=on_epoch)
         except optuna.TrialPruned:
             for checkpoint in run_dir.glob("*.pt"):
                 checkpoint.unlink()
@@ -563,10 +563,10 @@ def write_outputs(study, metric: str, names: list[str], out: Path) -> None:
 def main(argv=None) -> int:
     import optuna
 
-    import main as train_main
+    from cache import open_cache
     from models import MODELS
-    from models_utils import CheckpointError
-    from utils import DataError
+    from models_utils import CheckpointError, model_audio
+    from utils import DataError, demo_if_no_fma
     made = None
     try:
         args, base, audio, given, cli = parse(argv)
@@ -586,9 +586,9 @@ def main(argv=None) -> int:
             raise InputError(f"--name {name!r}: use letters, digits, '.', '_' and '-'")
         out = Path(args.out or Path("runs") / "tune" / name)
         storage = open_storage(args.storage, args.heartbeat) if args.storage else None  # fail fast
-        base = train_main.demo_if_no_fma(base, given)
-        for audio_params in {train_main.model_audio(replace(base, model=m), audio, given) for m in models}:
-            train_main.prepare(base, audio_params)  # every trial's cache, before anything of the study is written
+        base = demo_if_no_fma(base, given)
+        for audio_params in {model_audio(replace(base, model=m), audio, given) for m in models}:
+            open_cache(base, audio_params)  # every trial's cache, before anything of the study is written
         if storage is None:
             made = not out.exists()
             out.mkdir(parents=True, exist_ok=True)
@@ -608,7 +608,7 @@ def main(argv=None) -> int:
     except (DataError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    os.environ.setdefault("WANDB_RUN_GROUP", name)  # read by wandb.init in main.Logger: one group per study
+    os.environ.setdefault("WANDB_RUN_GROUP", name)  # read by wandb.init in train.Logger: one group per study
     finished, running = counts(study)
     print(f"study {name} ({storage.__class__.__name__}): {finished} of {args.n_trials} trials finished, {running} "
           f"running; searching {', '.join(search)} for the best {metric}; trials in {out}/")

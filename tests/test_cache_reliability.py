@@ -1,4 +1,4 @@
-"""Reliability of the feature cache (utils.prepare_cache): it checks the audio files on reopening, one
+"""Reliability of the feature cache (cache.prepare_cache): it checks the audio files on reopening, one
 builder works at a time, kill -9 at any point and a full disk leave a cache that the next run completes
 byte-identical to an uninterrupted build."""
 import contextlib
@@ -13,15 +13,15 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-import utils
+import cache as cache_module
 from config import AudioConfig
 from conftest import ROOT, start_together
-from utils import DataError, audio_path, cache_path, lock_path, prepare_cache
+from cache import cache_path, lock_path, prepare_cache
+from utils import DataError, audio_path
 
 AUDIO = AudioConfig()
 KILL_SEED = 20240611   # fixed, so that a failure can be replayed; the points are drawn from it
@@ -33,7 +33,7 @@ EVENT_TIMEOUT = 120    # seconds a builder may take to reach a kill point (impor
 BUILDER = r"""
 import os, sys, time
 from pathlib import Path
-from utils import prepare_cache
+from cache import prepare_cache
 data, subset, cache, go = sys.argv[1:5]
 if go != "-":
     Path(f"{go}.{os.getpid()}.ready").touch()
@@ -256,7 +256,7 @@ def fail_features_row(monkeypatch, after: int):
 
 def fail_journal_line(monkeypatch, after: int):
     """The (after + 1)-th journal line is cut short by a full disk: a torn line stays in the file."""
-    calls, real = [], utils._append_journal
+    calls, real = [], cache_module._append_journal
 
     def append(f, record):
         calls.append(record)
@@ -265,7 +265,7 @@ def fail_journal_line(monkeypatch, after: int):
             f.flush()
             raise enospc()
         return real(f, record)
-    monkeypatch.setattr(utils, "_append_journal", append)
+    monkeypatch.setattr(cache_module, "_append_journal", append)
 
 
 @pytest.mark.parametrize("fault", [fail_features_row, fail_journal_line])

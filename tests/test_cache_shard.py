@@ -1,4 +1,4 @@
-"""Sharded builds of the feature cache (utils.prepare_cache(shard=(k, n))): slices built one after the other,
+"""Sharded builds of the feature cache (cache.prepare_cache(shard=(k, n))): slices built one after the other,
 at the same time in two processes, resumed, or finished by a full build all end byte-identical to a single
 build; two processes of one slice take turns; a live slice keeps full builds and finalising out."""
 import contextlib
@@ -15,10 +15,11 @@ import time
 
 import pytest
 
-import utils
+import cache as cache_module
 from config import AudioConfig
 from conftest import ROOT, start_together
-from utils import DataError, cache_path, lock_path, prepare_cache, shard_lock_path
+from cache import cache_path, lock_path, prepare_cache, shard_lock_path
+from utils import DataError
 
 AUDIO = AudioConfig()
 COMPARED = ("features.npy", "index.csv", "meta.json", "started.json")
@@ -30,7 +31,7 @@ NOT_DONE = "the cache is complete when every shard is"
 SHARD_BUILDER = r"""
 import sys, time
 from pathlib import Path
-from utils import prepare_cache
+from cache import prepare_cache
 data, cache, k, n, go = sys.argv[1:6]
 Path(f"{go}.{k}.ready").touch()
 while not Path(go).exists():
@@ -172,7 +173,7 @@ def test_a_live_slice_keeps_finalising_and_full_builds_out(small_tree, tmp_path)
 
 def tear_journal_line(monkeypatch, at: int):
     """The journal line `at` (1: the first) of the next build is cut short by a full disk, as kill -9 would."""
-    calls, real = [], utils._append_journal
+    calls, real = [], cache_module._append_journal
 
     def append(f, record):
         calls.append(record)
@@ -181,7 +182,7 @@ def tear_journal_line(monkeypatch, at: int):
             f.flush()
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real(f, record)
-    monkeypatch.setattr(utils, "_append_journal", append)
+    monkeypatch.setattr(cache_module, "_append_journal", append)
 
 
 def journal_ids(journal) -> list[int]:

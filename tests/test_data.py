@@ -13,8 +13,9 @@ import soundfile as sf
 
 from config import AudioConfig
 from conftest import DATA, MONO_44K, REAL_CLIPS, ROOT, STEREO_44K, STEREO_48K, run_main, write_mp3
-from utils import (AudioError, DataError, audio_path, cache_path, find_audio_dir, load_audio, load_genres,
-                   load_metadata, load_tracks, log_mel, prepare_cache, select_subset)
+from audio import AudioError, load_audio, log_mel
+from cache import cache_path, prepare_cache
+from utils import DataError, audio_path, find_audio_dir, load_genres, load_metadata, load_tracks, select_subset
 
 AUDIO = AudioConfig()
 

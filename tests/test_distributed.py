@@ -13,7 +13,7 @@ import torch
 import distributed
 from conftest import ROOT, demo_args, metrics, run_main
 from distributed import Dist, ShardedBatches, WeightedSampler
-from main import parse_shard
+from config import parse_shard
 from models_utils import load_checkpoint
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]

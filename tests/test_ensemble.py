@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import main
+import test
 import pre_trained_models as ptm
 from conftest import demo_args, run_main
 
@@ -130,6 +131,6 @@ def test_checkpoint_takes_several_paths_and_repeats(tmp_path):
 
 def test_members_are_scored_on_the_tracks_they_share(capsys):
     members = [{}, {}]
-    common = main.shared_tracks(["a.pt", "b.pt"], [np.array([5, 2, 9]), np.array([9, 5])], members)
+    common = test.shared_tracks(["a.pt", "b.pt"], [np.array([5, 2, 9]), np.array([9, 5])], members)
     assert common.tolist() == [5, 9] and [m["left_out_tracks"] for m in members] == [1, 0]
     assert "(a.pt: 1); 2 tracks remain" in capsys.readouterr().out

@@ -34,7 +34,8 @@ from config import AudioConfig
 from conftest import DATA, REAL_CLIPS, ROOT, STEREO_44K, MONO_44K, STEREO_48K
 from models import ModelConfig, build_model
 from models_utils import save_checkpoint
-from utils import MAX_DECODE_SECONDS, AudioError, _decode_soundfile, audio_path, load_audio
+from audio import MAX_DECODE_SECONDS, AudioError, _decode_soundfile, load_audio
+from utils import audio_path
 
 SEED = 1234
 SOURCE_MP3S = REAL_CLIPS + [MONO_44K, STEREO_48K]   # the 8 real clips
@@ -228,17 +229,17 @@ def run_bounded(cmd: list, timeout: float) -> tuple[int, str, str, int]:
 # prepare_cache in a child process, timing each load_audio call (the decode is where a file could hang)
 PREPARE = """
 import json, sys, time
-import utils
-elapsed, load = {}, utils.load_audio
+import cache
+elapsed, load = {}, cache.load_audio
 def timed(path, *args, **kw):
     t = time.perf_counter()
     try:
         return load(path, *args, **kw)
     finally:
         elapsed[str(path)] = time.perf_counter() - t
-utils.load_audio = timed
-cache = utils.prepare_cache(sys.argv[1], "small", cache_dir=sys.argv[2], workers=int(sys.argv[3]), progress=False)
-print(json.dumps({"index": cache.path.joinpath("index.csv").as_posix(), "elapsed": elapsed}))
+cache.load_audio = timed
+built = cache.prepare_cache(sys.argv[1], "small", cache_dir=sys.argv[2], workers=int(sys.argv[3]), progress=False)
+print(json.dumps({"index": built.path.joinpath("index.csv").as_posix(), "elapsed": elapsed}))
 """
 
 

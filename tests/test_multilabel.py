@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 import pre_trained_models as ptm
 from conftest import DATA, REAL_CLIPS, make_large_tree, run_main
-from main import make_loss, sample_weights
+from loss import Loss
+from utils import sample_weights
 from metrics import multilabel_metrics, tune_threshold
 from utils import genre_path, genre_vocabulary, load_genres, load_tracks, multi_hot
 
@@ -89,25 +89,26 @@ def test_multi_hot():
 
 def test_balance_weights_and_sampler():
     top = np.array([0, 0, 0, 1])
-    w = make_loss("top", "weights", top, 2, torch.device("cpu")).keywords["weight"]
+    w = Loss.for_training(False, "weights", top, 2, torch.device("cpu")).weight
     assert w.tolist() == pytest.approx([4 / 6, 4 / 2])
     assert sample_weights(top).tolist() == pytest.approx([1 / 3, 1 / 3, 1 / 3, 1])
     hot = np.array([[1, 0], [1, 0], [1, 1], [1, 0]], dtype=np.uint8)
-    pw = make_loss("all", "weights", hot, 2, torch.device("cpu")).keywords["pos_weight"]
+    pw = Loss.for_training(True, "weights", hot, 2, torch.device("cpu")).weight
     assert pw.tolist() == pytest.approx([0.0, 3.0])
     assert sample_weights(hot).tolist() == pytest.approx([1 / 4, 1 / 4, 1, 1 / 4])  # rarest genre wins
-    assert make_loss("all", "none", hot, 2, torch.device("cpu")).func is F.binary_cross_entropy_with_logits
+    assert Loss.for_training(True, "none", hot, 2, torch.device("cpu")).weight is None
 
 
 def test_mixup_with_multi_hot_targets():
-    from train import Augment, train_one_epoch
+    from augment import Augment
+    from train import train_one_epoch
     torch.manual_seed(0)
     x = torch.randn(16, 8, 10)
     y = (torch.rand(16, 3) < 0.4).float()
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(80, 3))
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    out = train_one_epoch(model, loader, opt, torch.device("cpu"), loss_fn=F.binary_cross_entropy_with_logits,
+    out = train_one_epoch(model, loader, opt, torch.device("cpu"), loss=Loss(multilabel=True),
                           augment=Augment(mixup=0.4))
     assert np.isfinite(out["loss"]) and out["clips"] == 16
 

@@ -12,7 +12,7 @@ import torch
 from config import AudioConfig
 from models import ModelConfig, Musicnn, build_model
 from models_utils import load_checkpoint
-from utils import load_audio, log_mel
+from audio import load_audio, log_mel
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"

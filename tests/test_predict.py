@@ -21,8 +21,9 @@ import torch
 import pre_trained_models as ptm
 from config import AudioConfig
 from conftest import DATA, MONO_44K, REAL_CLIPS, ROOT, STEREO_44K, STEREO_48K, run_main
-import utils
-from utils import audio_path, clip_from_wave, crop_starts, eval_windows, load_audio, log_mel
+import audio
+from audio import clip_from_wave, load_audio, log_mel
+from utils import audio_path, crop_starts, eval_windows
 
 CROP_SECONDS, K = 3, 4  # the checkpoint's training crop and evaluation crops
 EIGHT_REAL = REAL_CLIPS + [MONO_44K, STEREO_48K]
@@ -246,7 +247,7 @@ def test_features_are_the_caches_and_long_songs_are_computed_in_blocks(ckpt, son
         assert np.array_equal(windows, eval_windows(song.features, valid, p.window_frames, K))  # evaluation's
     wave = load_audio(songs / "five_minutes.wav", p.audio.sample_rate)
     whole = log_mel(wave, p.audio)  # 12920 frames: 4 blocks of the default size
-    monkeypatch.setattr(utils, "LOG_MEL_BLOCK_FRAMES", 100_000)  # one pass
+    monkeypatch.setattr(audio, "LOG_MEL_BLOCK_FRAMES", 100_000)  # one pass
     assert np.array_equal(whole, log_mel(wave, p.audio))
 
 
@@ -271,7 +272,8 @@ def test_same_accuracy_as_test_py_evaluation(trained, ckpt, tmp_path, capsys):
     """The demo's test tracks, predicted from their audio files, score exactly what main.py/test.py
     reported for the checkpoint from the feature cache; per-track probabilities agree too."""
     import test as evaluation  # the repository's test.py
-    from utils import ClipDataset, prepare_cache
+    from cache import prepare_cache
+    from utils import ClipDataset
     results = json.loads((trained / "run" / "results.json").read_text())["test"]
     code, out, err = predict(capsys, "--checkpoint", ckpt, "--fma-dir", trained / "demo", "--subset", "small",
                              "--split", "test", "--format", "json", "--output", tmp_path / "tracks.json")

@@ -21,7 +21,8 @@ import pre_trained_models as ptm
 from conftest import REAL_CLIPS, ROOT, STEREO_44K
 from convert_musicnn import MSD_TAGS, MTT_TAGS, PATCH_FRAMES, TAG_GENRES, checkpoint
 from models import ModelConfig, build_model
-from utils import load_audio, log_mel, patch_starts
+from audio import load_audio, log_mel
+from utils import patch_starts
 
 MSD = ROOT / "pretrained" / "musicnn_msd.pt"
 SR, HOP = 16000, 256  # musicnn's audio parameters

@@ -1,4 +1,4 @@
-"""Per-batch progress bars (train.BatchProgress, in train_one_epoch and test.evaluate): shown on a terminal,
+"""Per-batch progress bars (models_utils.BatchProgress, in train_one_epoch and test.evaluate): shown on a terminal,
 silent through a pipe and with --quiet, and never in the way of the one line per epoch. Also what --help
 and the data errors tell the user: --model's choices come from models.MODELS, and a download hint names
 the subset that was asked for."""
@@ -101,7 +101,7 @@ def test_bars_on_a_terminal_silent_through_a_pipe(demo, tmp_path):
 def test_bar_on_a_terminal_of_unknown_size():
     """tqdm draws nothing on a terminal that reports 0 columns (script -qc ... with output to a file,
     some CI runners); BatchProgress falls back to a fixed-width bar there."""
-    code = ("from train import BatchProgress\n"
+    code = ("from models_utils import BatchProgress\n"
             "with BatchProgress([None] * 3, True, 'train') as bar:\n"
             "    for _ in range(3): bar.update(4, 1.0)\n")
     shown = run_on_terminal(["-c", code], columns=0)
@@ -109,7 +109,7 @@ def test_bar_on_a_terminal_of_unknown_size():
 
 
 def test_batch_progress_is_off_unless_asked_and_on_a_terminal(monkeypatch):
-    from train import BatchProgress
+    from models_utils import BatchProgress
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -181,7 +181,8 @@ def test_config_does_not_import_torch():
 @pytest.mark.parametrize("subset", ["medium", "large"])
 def test_download_hint_names_the_subset_asked_for(tmp_path, subset):
     from config import AudioConfig
-    from utils import DataError, prepare_cache
+    from cache import prepare_cache
+    from utils import DataError
     shutil.copytree(DATA / "fma_metadata", tmp_path / "fma_metadata")  # metadata, but no fma_<subset>/
     with pytest.raises(DataError, match=rf"no audio folder fma_{subset}/.*`bash download_data.sh {subset} "):
         prepare_cache(tmp_path, subset, AudioConfig(), cache_dir=tmp_path / "cache")

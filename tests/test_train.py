@@ -110,7 +110,7 @@ def test_bad_options_fail_loudly(tmp_path):
 
 
 def test_augment_masks_only_in_training():
-    from train import Augment
+    from augment import Augment
     torch.manual_seed(0)
     x = torch.ones(64, 128, 100)
     y = Augment(freq_masks=2, freq_width=16, time_masks=2, time_width=20).masks(x)
@@ -121,7 +121,7 @@ def test_augment_masks_only_in_training():
 
 
 def test_production_augmentation_changes_levels_not_timing():
-    from train import Augment
+    from augment import Augment
     torch.manual_seed(0)
     x = torch.randn(3, 128, 50)
     assert Augment().production(x) is x  # off by default
@@ -139,16 +139,16 @@ def test_production_augmentation_changes_levels_not_timing():
 
 def test_no_fma_and_no_data_dir_falls_back_to_the_demo_set(tmp_path, monkeypatch):
     import demo_data
-    import main
+    import utils
     from config import RunConfig
     calls = []
     monkeypatch.setattr(demo_data, "main", lambda argv: calls.append(argv))
     base = tmp_path / "data"
-    run = main.demo_if_no_fma(RunConfig(data_dir=str(base)), given=set())
+    run = utils.demo_if_no_fma(RunConfig(data_dir=str(base)), given=set())
     assert run.data_dir == str(base / "demo") and calls == [["--out", str(base / "demo")]]
     explicit = RunConfig(data_dir=str(base))  # --data-dir given: an error later, never a silent switch
-    assert main.demo_if_no_fma(explicit, given={"data_dir"}) is explicit
+    assert utils.demo_if_no_fma(explicit, given={"data_dir"}) is explicit
     (base / "fma_metadata").mkdir(parents=True)
     (base / "fma_metadata" / "tracks.csv").write_text("")
-    assert main.demo_if_no_fma(RunConfig(data_dir=str(base)), given=set()).data_dir == str(base)
+    assert utils.demo_if_no_fma(RunConfig(data_dir=str(base)), given=set()).data_dir == str(base)
     assert len(calls) == 1

@@ -44,17 +44,17 @@ DRIVER = textwrap.dedent('''
     (half the checkpoint's bytes reach the disk):  driver.py ROOT step STEP ARGS  |  driver.py ROOT write NAME EPOCH ARGS"""
     import io, os, signal, sys
     sys.path.insert(0, sys.argv[1])
-    import main, models_utils
+    import main, models_utils, train
     mode = sys.argv[2]
     if mode == "step":
-        at, args, real_step = int(sys.argv[3]), sys.argv[4:], main.Logger.step
+        at, args, real_step = int(sys.argv[3]), sys.argv[4:], train.Logger.step
 
         def step(self, n, metrics):
             if n == at:
                 os.kill(os.getpid(), signal.SIGKILL)
             real_step(self, n, metrics)
 
-        main.Logger.step = step
+        train.Logger.step = step
     else:
         name, epoch, args, real_save = sys.argv[3], int(sys.argv[4]), sys.argv[5:], models_utils.torch.save
 

@@ -16,7 +16,8 @@ import torch
 from config import AudioConfig, load_config
 from conftest import run_main
 from convert_musicnn import MSD_TAGS, PATCH_FRAMES, checkpoint
-from main import model_audio, normalisation
+from models_utils import model_audio
+from train import normalisation
 from models import ModelConfig, Musicnn, build_model
 from models_utils import load_backbone, load_checkpoint, save_checkpoint
 

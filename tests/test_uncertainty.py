@@ -11,6 +11,7 @@ from scipy.stats import bootstrap
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 import main
+import test
 import results_table
 from conftest import run_main
 from metrics import (MultilabelScores, _resamples, accuracy, bootstrap_ci, bootstrap_metrics, macro_f1_score,
@@ -248,7 +249,7 @@ def test_compare_prints_mcnemar_and_the_paired_interval(seeds_run, capsys):
 def test_multilabel_predictions_csv(tmp_path):
     metrics = {"y_true": np.array([[1, 0, 1], [0, 1, 0]]), "probs": np.array([[0.9, 0.2, 0.6], [0.1, 0.4, 0.3]]),
                "threshold": 0.35}
-    main.write_predictions(tmp_path / "p.csv", [2, 5], metrics, ["Rock", "Punk", "Pop"], multilabel=True)
+    test.write_predictions(tmp_path / "p.csv", [2, 5], metrics, ["Rock", "Punk", "Pop"], multilabel=True)
     with open(tmp_path / "p.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["track_id"], r["true"], r["predicted"]) for r in rows] == [("2", "Rock|Pop", "Rock|Pop"),
