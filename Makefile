@@ -1,6 +1,6 @@
 # Two commands for a new user:
 #   make run    create .venv, install, run the main job (synthetic demo data unless FMA is in data/)
-#   make test   create .venv, install, run the test suite
+#   make test   create .venv, install, run the test suite (make smoke: one epoch on tests/data, under a minute)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Real FMA in data/ (bash download_data.sh small) is used when present, else the synthetic demo set.
 DATA   ?= $(if $(wildcard data/fma_metadata/tracks.csv),data,data/demo)
 
-.PHONY: run test venv clean-venv
+.PHONY: run test smoke venv clean-venv
 
 venv: $(STAMP)
 
@@ -18,22 +18,36 @@ $(STAMP): requirements.txt
 	$(BIN)/python -m pip install -r requirements.txt
 	touch $(STAMP)
 
-# The main job: (demo data) -> log-mel cache -> train the best preset -> test report -> predict the
-# test split's files with the saved checkpoint. Override e.g. `make run PRESET=configs/seed_crnn.yaml`.
+# The main job: (demo data) -> log-mel cache -> train the best preset -> test report -> predict the test
+# split's files with the saved checkpoint, their true genres beside the predicted ones.
+# Another preset: `make run PRESET=configs/original_crnn.yaml`.
 PRESET ?= configs/best.yaml
 RUN    ?= runs/$(notdir $(basename $(PRESET)))-$(notdir $(DATA))
 
 run: $(STAMP)
 	@if [ "$(DATA)" = data/demo ]; then $(BIN)/python demo_data.py --out data/demo; fi
 	$(BIN)/python main.py --config $(PRESET) --data-dir $(DATA) --subset small --out $(RUN)
-	$(BIN)/python pre_trained_models.py --checkpoint $(RUN)/best.pt @$(RUN)/test_files.txt
+	$(BIN)/python pre_trained_models.py --checkpoint $(RUN)/best.pt $(RUN)/test_files.csv
+
+# One epoch of the default recipe on the real clips of tests/data, then prediction with its checkpoint and with
+# the shipped musicnn: every stage of the pipeline, in under a minute.
+SMOKE := runs/smoke
+
+smoke: $(STAMP)
+	rm -rf $(SMOKE)
+	$(BIN)/python main.py --data-dir tests/data --cache-dir $(SMOKE)/cache --out $(SMOKE)/run --epochs 1 \
+		--batch-size 4 --eval-crops 2 --bootstrap 100 --wandb disabled --quiet
+	$(BIN)/python pre_trained_models.py --checkpoint $(SMOKE)/run/best.pt tests/data/extra_audio
+	$(BIN)/python pre_trained_models.py --checkpoint pretrained/musicnn_msd.pt tests/data/fma_small/000/000002.mp3
 
 # The suite in TEST_WORKERS processes (pytest-xdist; each test module on one worker, so its fixtures are
 # built once), one torch/BLAS thread per process so that the workers do not compete for the cores.
+# `make test PYTEST_ARGS='-m "not slow"'` runs the fast tier alone.
 TEST_WORKERS ?= 2
+PYTEST_ARGS ?=
 
 test: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=15 $(PYTEST_ARGS) tests
 
 clean-venv:
 	rm -rf $(VENV)

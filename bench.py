@@ -21,7 +21,7 @@ Everything is measured in this one run, on synthetic demo MP3s that the script g
   always; GPU rows when --device resolves to cuda (mixed precision, channels_last, pinned memory and
   persistent loader workers there, each switchable; each row with torch.compile off and on).
 - Inference: milliseconds per 30 s song, one song at a time after the model is loaded (decode +
-  features + model, pre_trained_models.Predictor), and songs/s over the demo folder with
+  features + model, predictor.Predictor), and songs/s over the demo folder with
   parallel decoding; for every model (random weights) and for the shipped checkpoints
   (`--checkpoints`, pretrained/musicnn_msd.pt by default).
 - Cache check: reopening a finished cache stats every audio file of the subset against index.csv's
@@ -270,7 +270,7 @@ def inference(model: str, files: list[Path], device: str, workers: int, latency_
     from config import AudioConfig
     from models import ModelConfig, build_model
     from models_utils import load_checkpoint
-    from pre_trained_models import Predictor, Song, decode_all
+    from predictor import Predictor, Song, decode_all
     from dataclasses import asdict
     if model.endswith(".pt"):
         state = load_checkpoint(ROOT / model)

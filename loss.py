@@ -49,10 +49,13 @@ class Loss:
         return lam * rows(y) + (1 - lam) * rows(partner)
 
     def of_probs(self, probs: np.ndarray, y: np.ndarray) -> float:
-        """Mean loss of clip probabilities `probs` (n, C) against targets `y` (0 without clips)."""
+        """Mean loss of clip probabilities `probs` (n, C) against targets `y` (0 without clips): this same loss
+        applied, in float64, to the logits those probabilities are the softmax (log p) or sigmoids (logit p) of,
+        with p clipped to [PROB_FLOOR, 1 - PROB_FLOOR]. Evaluation averages a clip's window probabilities first."""
         if not len(y):
             return 0.0
-        if self.multilabel:
-            q = np.clip(probs, 1e-7, 1 - 1e-7)
-            return float(-(y * np.log(q) + (1 - y) * np.log(1 - q)).mean())
-        return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
+        floor = PROB_FLOOR[self.multilabel]
+        p = torch.from_numpy(np.clip(np.asarray(probs, dtype=np.float64), floor, 1 - floor))
+        logits = torch.log(p) - torch.log1p(-p) if self.multilabel else torch.log(p)
+        target = torch.from_numpy(np.asarray(y))
+        return float(self(logits, target.double() if self.multilabel else target.long()))

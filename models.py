@@ -75,6 +75,20 @@ class ModelConfig:
     pool: Optional[str] = None            # global pooling: cnn1d 'avgmax', cnn2d 'grid', shortchunk_res 'max'
     temporal_pool: Optional[str] = None   # crnn only: 'last' (the seed's) or 'mean' over the LSTM outputs
 
+    def check(self) -> None:
+        """ValueError when a field is set that the model does not take, or to a value it refuses (the model is
+        built on torch's meta device: no memory, no weights)."""
+        cls = model_class(self.name)
+        params = inspect.signature(cls.__init__).parameters
+        kwargs = {k: v for k, v in asdict(self).items() if k != "name" and v is not None}
+        unused = [k for k in kwargs if k not in params]
+        if unused:
+            taken = ", ".join("--" + p.replace("_", "-") for p in params if p not in ("self", "n_classes", "n_mels"))
+            raise ValueError(f"{self.name} does not take {', '.join('--' + k.replace('_', '-') for k in unused)} "
+                             f"(its options: {taken})")
+        with torch.device("meta"):
+            cls(**kwargs)
+
     def resolved(self) -> "ModelConfig":
         """A copy with every field the model takes set (None -> the constructor's default)."""
         cls = model_class(self.name)
@@ -466,14 +480,8 @@ def model_class(name: str) -> type[SpectrogramModel]:
 
 def build_model(cfg: ModelConfig) -> SpectrogramModel:
     """The model named by `cfg`, with weights from `init_weights`; `model.config` is the resolved cfg."""
-    cls = model_class(cfg.name)
-    params = inspect.signature(cls.__init__).parameters
-    kwargs = {k: v for k, v in asdict(cfg).items() if k != "name" and v is not None}
-    unused = [k for k in kwargs if k not in params]
-    if unused:
-        raise ValueError(f"{cfg.name}: does not take {', '.join(unused)} (leave it None); "
-                         f"it takes {', '.join(p for p in params if p != 'self')}")
-    model = cls(**kwargs)
+    cfg.check()
+    model = model_class(cfg.name)(**{k: v for k, v in asdict(cfg).items() if k != "name" and v is not None})
     model.apply(init_weights)
     model.config = cfg.resolved()
     return model

@@ -134,10 +134,11 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         if unsafe:  # the weights-only unpickler met an import: the file would run code under a full load
             raise CheckpointError(f"{path}: refused: it holds Python objects that would run code when loaded "
                                   f"(only plain weights and settings are accepted; {unsafe[0]})") from None
-        raise CheckpointError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0]})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint (not a file that torch.save wrote)") from None
     except Exception as e:  # zip/pickle/torch format errors: not a checkpoint
         first = str(e).splitlines()[0] if str(e) else ""
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {first})") from None
+        detail = "not a file that torch.save wrote" if "weights_only" in first else f"{type(e).__name__}: {first}"
+        raise CheckpointError(f"{path}: not a readable checkpoint ({detail})") from None
     missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
     if missing:
         raise CheckpointError(f"{path}: not a checkpoint of this project (missing {', '.join(missing)})")

@@ -1,378 +1,46 @@
 """Predict the genres of songs with a trained checkpoint: any file, any length, any common format.
 
+    python pre_trained_models.py --checkpoint pretrained/musicnn_msd.pt song.mp3         # no training needed
     python pre_trained_models.py --checkpoint runs/NAME/best.pt song.mp3 album/ @playlist.txt
     python pre_trained_models.py --checkpoint runs/NAME song.ogg --top-k 5 --format json --output out.json
     python pre_trained_models.py --checkpoint runs/NAME long_mix.flac --segments --plot mix.png
+    python pre_trained_models.py --checkpoint runs/A --checkpoint runs/B songs/             # an ensemble
     python pre_trained_models.py --checkpoint runs/NAME --fma-dir data --subset medium --split test
     python pre_trained_models.py --checkpoint pretrained/musicnn_msd.pt songs/ --embeddings songs.npz
-    python pre_trained_models.py --checkpoint pretrained/musicnn_msd.pt --fma-dir data --subset small
 
-INPUT is an audio file, a directory (searched recursively for audio files; hidden files skipped), or
-`@LIST` (a text file with one path per line; blank lines and lines starting with # are ignored;
-relative paths are read from the current directory, else from the list's folder).
-
-Everything the prediction needs comes from the checkpoint (loaded with `weights_only=True`, so a file
-that would run code on load is refused): the model and its weights, the genre names, the audio
-parameters (sample rate, FFT, hop, mels, clip length) and the training set's per-band normalisation.
-Features come from the same functions as training (`utils.load_audio`, `utils.log_mel`), so there is
-no train/predict skew.
-
-How a song becomes probabilities (the evaluation's windows, utils.eval_windows, extended to any length):
-
-- A song up to the training clip length (`clip_seconds`, 30 s; up to 1 s longer is tolerated) is
-  turned into a clip exactly as the feature cache does it: its middle `clip_seconds`, padded with
-  silence when shorter, log-mel rounded to float16. A model trained on crops (`crop_frames`) then
-  sees `eval_crops` evenly spaced crops inside the real audio (not the padding; one centre crop when
-  eval_crops is 0); a whole-clip model sees the padded clip once. A song of any length up to 30 s
-  thus gets exactly the windows of main.py's evaluation (test.py), and the same probabilities.
-- A longer song is covered whole: n = ceil(duration / clip_seconds) segments' worth of windows,
-  i.e. n * eval_crops crops (or n whole-clip windows) evenly spaced from its start to its end.
-- The song's probabilities are the mean of its windows' probabilities: softmax over the classes for a
-  `--target top` checkpoint; one sigmoid per genre for a `--target all` (multi-label) checkpoint, whose
-  genres are printed with their FMA hierarchy path (`Rock > Punk 0.83`), taken from the checkpoint.
-  `--segments` prints each window's; `--plot` draws them under the log-mel spectrogram.
-- A checkpoint with `window_hop` (the musicnn taggers of convert_musicnn.py) places its windows as
-  musicnn places its patches instead, whatever the song's length: the log-mel of the whole song
-  (float16, no middle-30 s clip), `crop_frames`-long windows starting at 0, window_hop, 2 window_hop,
-  ... while they fit in the real audio (utils.patch_starts: musicnn's `range(0, T - n + 1, hop)`), at
-  least one (padded with silence when the song is shorter than a window).
-- A multi-label checkpoint without FMA genres is a tagger (pretrained/musicnn_msd.pt: 50 Last.fm tags):
-  its labels are its class names, one sigmoid each.
-
-An **ensemble**: `--checkpoint A --checkpoint B ...` (the option repeated; one path each). Each song goes
-through every member with the member's own audio parameters, windows and normalisation (as above), and
-its probabilities are the mean of the members' (test.average_probs, as `main.py --evaluate-only` with
-several checkpoints). The members must agree on what their probabilities mean: the same classes in the
-same order, for multi-label checkpoints the same FMA genre vocabulary, and a tagger only with taggers
-of the same tags (test.ensemble_mismatch; anything else is a usage error naming the difference). The
-table and csv give the ensemble's top genres and its windows (all members' together); json adds each
-member's (`members`: checkpoint, windows, top_k, probabilities). A song that fails in one member fails.
-`--segments`, `--plot`, `--embeddings` and `--fma-dir` take a single checkpoint.
-
-`--embeddings FILE.npz` also writes one vector per predicted song: the mean over its windows of
-`model.embed(window)` (the pooled backbone output that the model's head classifies; the logits come
-from the head in the same pass), for any checkpoint. np.savez arrays: `embeddings` float32 (N, D),
-`files` (N,) the input paths, `model` the checkpoint path, and with `--fma-dir` also `track_ids` and
-`labels` (genre_top). Failed files are not in it (they still get their error line and exit status 1).
-
-Files are decoded in parallel threads (libsndfile, soxr and NumPy release the GIL; threads beat
-processes here, which would each pay torch's import) while the main thread runs the model on batches
-of windows (`--batch-windows`), so memory stays bounded whatever the length; the model loads once.
-The MP3 decoder's own warnings on damaged files are silenced: each bad file gets one line,
-`error: PATH: reason`, on stderr, and the other files are still predicted.
-
-Exit status: 0 when every file was predicted, 1 when some failed, 2 for usage errors (bad options, a
-missing or invalid checkpoint, no input files).
-
-`--fma-dir DIR --subset medium` scores FMA tracks the model was not trained on (e.g. fma_medium's
-tracks outside fma_small for a model trained on fma_small): the tracks of the subset minus those of
-the checkpoint's training subset, of the genres the model knows, optionally of one `--split`. It
-prints the counts, accuracy, macro-F1 and a per-genre table (JSON with `--format json`; for a
-multi-label checkpoint: every track with a genre, scored on all its genres with macro/micro ROC-AUC,
-macro AP and F1 at the checkpoint's validation threshold);
-`--output FILE` also writes the per-track predictions (with `track_id` and `label`).
-
-A tagger with `tag_genres` (FMA top genre -> its tags, e.g. pretrained/musicnn_msd.pt) scores FMA
-**zero-shot**: it never heard FMA, so no training subset is left out. The tracks of `--subset` (and
-`--split`) whose genre_top is one of the mapped genres are scored (the others are left out and
-counted); a genre's score is the highest probability among its tags and the predicted genre the
-best-scoring mapped genre. The report gives the counts, accuracy, macro-F1 over the mapped genres
-that have tracks in the selection,
-the per-genre table and the FMA top genres that have no tag; `--output` rows add `predicted_genre`
-(and, in JSON, every mapped genre's score).
+INPUT is an audio file, a directory (searched recursively; hidden files skipped), or @LIST (a text file with
+one path per line). Everything the prediction needs comes from the checkpoint (loaded weights-only): the
+model, its classes, its audio parameters, windows and normalisation; predictor.py turns songs into
+probabilities through test.py's inference function. Exit status: 0 every file predicted, 1 some failed (one
+`error: PATH: reason` line each), 2 usage errors. docs/prediction.md has the details.
 """
 from __future__ import annotations
 
 import argparse
-import collections
-import concurrent.futures as cf
 import contextlib
 import csv
-import dataclasses
-import functools
-import itertools
 import json
-import math
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Optional
 
 import numpy as np
-import torch
 
-from audio import AMIN, SOUNDFILE_EXTENSIONS, AudioError, clip_from_wave, load_audio, log_mel, quiet_native_stderr
-from config import AudioConfig
+from audio import SOUNDFILE_EXTENSIONS, quiet_native_stderr
+from config import ConfigError, Parser
 from metrics import classification_metrics, multilabel_metrics
-from models_utils import CheckpointError, load_checkpoint, model_from_checkpoint, pick_device
+from models_utils import CheckpointError
 from plots import plot_timeline
-from test import average_probs, ensemble_mismatch, infer
-from utils import (SUBSETS, DataError, audio_path, crop_starts, find_audio_dir, load_metadata, multi_hot,
-                   patch_starts, select_subset, standardize)
+from predictor import Predictor, Song, load_predictors, predict_songs
+from utils import (SUBSETS, DataError, audio_path, find_audio_dir, load_metadata, multi_hot, read_manifest,
+                   select_subset)
 
 # Extensions searched for in directories (an explicitly named file is tried whatever its extension).
 # Those libsndfile does not read need ffmpeg (through audioread); without it they get a clear error.
 AUDIO_EXTENSIONS = frozenset(SOUNDFILE_EXTENSIONS | {".m4a", ".aac", ".wma", ".mp4", ".webm", ".mka"})
-CLIP_SLACK_SECONDS = 1.0    # songs up to clip_seconds + this are treated exactly like the cached clip
 PROGRESS_MIN_FILES = 5      # the progress bar shows (on a terminal) from this many files on
 FORMATS = ("table", "csv", "json")
-
-
-# ------------------------------------------------------------------------------------------ features
-
-@dataclass
-class Song:
-    """One input and what became of it."""
-
-    path: str
-    track_id: Optional[int] = None     # --fma-dir only
-    label: Optional[str] = None        # --fma-dir only: the track's genre_top
-    genre_ids: Optional[list] = None   # --fma-dir with a multi-label model: the track's genres_all
-    error: Optional[str] = None        # "PATH: reason" when it failed
-    duration: float = 0.0              # seconds of decoded audio (before padding)
-    features: Optional[np.ndarray] = None       # float16 (n_mels, frames), dropped once predicted
-    starts: Optional[np.ndarray] = None         # start frame of each window
-    window_probs: Optional[np.ndarray] = None   # (n_windows, n_classes)
-    probs: Optional[np.ndarray] = None          # (n_classes,) mean over windows
-    window_embeddings: Optional[np.ndarray] = None  # (n_windows, D) model.embed per window, --embeddings only
-    embedding: Optional[np.ndarray] = None      # (D,) mean over windows, --embeddings only
-    done: int = 0                               # windows predicted so far
-    members: Optional[list] = None              # an ensemble's: (checkpoint, the member's Song) per member
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @property
-    def windows(self) -> int:
-        """Windows the song was predicted from (an ensemble's: every member's together)."""
-        return sum(m.windows for _, m in self.members) if self.members else len(self.starts)
-
-
-class Predictor:
-    """A checkpoint's model with everything needed to turn audio files into genre probabilities."""
-
-    def __init__(self, state: dict, device: torch.device, batch_windows: int = 64):
-        try:
-            self.audio = AudioConfig(**state["audio"])
-            self.model = model_from_checkpoint(state, device)
-            self.classes = [str(c) for c in state["classes"]]
-            self.mean = state["mean"].float().numpy()
-            self.std = state["std"].float().numpy()
-            self.crop_frames = state.get("crop_frames")
-            self.eval_crops = int(state.get("eval_crops") or 0)
-            self.window_hop = int(state.get("window_hop") or 0)  # > 0: patches every window_hop frames
-            self.multilabel = state.get("target", "top") == "all"
-            self.genres = state.get("genres") if self.multilabel else None  # absent for a tagger
-            # what the outputs call each class: the hierarchy path of a multi-label genre ('Rock > Punk'),
-            # else the class name (an FMA genre, or a tag)
-            self.labels = [str(p) for p in self.genres["paths"]] if self.genres else self.classes
-            self.threshold = float(state.get("threshold", 0.5))
-            # a tagger's FMA top genre -> its tags (zero-shot scoring); {} for models trained on FMA
-            self.tag_genres = {str(g): [str(t) for t in tags] for g, tags in (state.get("tag_genres") or {}).items()}
-            self.tagger = self.multilabel and not self.genres  # its classes are tags, not FMA genres
-        except (TypeError, ValueError, KeyError, RuntimeError, AttributeError) as e:
-            raise CheckpointError(f"checkpoint does not describe a usable model ({type(e).__name__}: {e})") from None
-        if len(self.classes) != self.model.n_classes or len(self.labels) != len(self.classes) or self.mean.shape != (self.audio.n_mels,):
-            raise CheckpointError("checkpoint is inconsistent: classes, model outputs and normalisation disagree")
-        unknown = sorted({t for tags in self.tag_genres.values() for t in tags} - set(self.classes))
-        if unknown:
-            raise CheckpointError(f"checkpoint is inconsistent: tag_genres names tags that are not classes "
-                                  f"({', '.join(unknown)})")
-        if self.window_hop < 0:
-            raise CheckpointError(f"checkpoint is inconsistent: window_hop {self.window_hop} < 0")
-        # (n_mapped_genres, n_classes): True where a class is one of the mapped genre's tags
-        self.tag_mask = np.array([[c in tags for c in self.classes] for tags in self.tag_genres.values()], dtype=bool)
-        self.device, self.batch_windows = device, max(1, batch_windows)
-        self.run_config = state.get("run_config") or {}
-
-    @property
-    def zero_shot(self) -> bool:
-        """A tagger whose tags map to FMA top genres: it scores FMA tracks zero-shot (it never heard FMA)."""
-        return bool(self.tag_genres)
-
-    def genre_scores(self, probs: np.ndarray) -> np.ndarray:
-        """Tag probabilities (..., n_classes) -> (..., n_mapped_genres): each mapped FMA genre's score is
-        the highest probability among its tags (in tag_genres' order)."""
-        return np.where(self.tag_mask, probs[..., None, :], -np.inf).max(-1)  # (..., G, C) -> (..., G)
-
-    @functools.cached_property
-    def embedding_dim(self) -> int:
-        """D of model.embed (one silent window through the backbone)."""
-        x = torch.full((1, self.audio.n_mels, self.window_frames), 10 * math.log10(AMIN), device=self.device)
-        with torch.inference_mode():
-            return int(self.model.embed(self.model.check_input(x)).shape[1])
-
-    @property
-    def decoding(self) -> tuple:
-        """What `load` depends on: predictors with equal keys decode a song into the same features and windows."""
-        return self.audio, self.window_hop, self.window_frames, self.crop_frames, self.windows_per_clip
-
-    @property
-    def window_frames(self) -> int:
-        """Frames of one window: the training crop, or the whole clip for a whole-clip model."""
-        return int(self.crop_frames) if self.crop_frames else self.audio.clip_frames
-
-    @property
-    def windows_per_clip(self) -> int:
-        """Windows per clip_seconds of audio: eval_crops (at least 1) for crop models, else 1."""
-        return max(self.eval_crops, 1) if self.crop_frames else 1
-
-    def window_starts(self, n_frames: int, valid_frames: int, segments: int) -> np.ndarray:
-        """Start frames of a song's windows: with window_hop, patches from the start every window_hop
-        frames while they fit in the `valid_frames` of real audio (utils.patch_starts, musicnn's rule);
-        else `segments * windows_per_clip` evenly spaced windows inside the real audio --
-        utils.eval_windows' rule -- or, for a whole-clip model, `segments` windows of the clip length
-        over all `n_frames`."""
-        if self.window_hop:
-            return patch_starts(valid_frames, self.window_frames, self.window_hop)
-        if not self.crop_frames:
-            return crop_starts(n_frames, self.window_frames, segments)
-        return crop_starts(max(valid_frames, self.window_frames), self.window_frames,
-                           segments * self.windows_per_clip)
-
-    # -- runs in decoding threads
-    def load(self, song: Song) -> Song:
-        """Decode `song.path` and compute its features and window starts (sets song.error on failure)."""
-        a = self.audio
-        try:
-            wave = load_audio(song.path, a.sample_rate, a.min_seconds)
-            clip = int(round(a.clip_seconds * a.sample_rate))
-            song.duration = len(wave) / a.sample_rate
-            if self.window_hop or len(wave) > clip + CLIP_SLACK_SECONDS * a.sample_rate:
-                song.features = log_mel(wave, a).astype(np.float16)  # the whole song
-                valid = song.features.shape[1]
-                segments = math.ceil(len(wave) / clip)
-            else:
-                song.features, valid = clip_from_wave(wave, a)  # exactly the feature cache's clip
-                segments = 1
-            del wave
-            if song.features.shape[1] < self.window_frames:  # a crop longer than the audio: pad with silence
-                song.features = np.pad(song.features, ((0, 0), (0, self.window_frames - song.features.shape[1])),
-                                       constant_values=10 * np.log10(AMIN))
-            song.starts = self.window_starts(song.features.shape[1], valid, segments)
-        except AudioError as e:
-            song.error = str(e)
-        except MemoryError:
-            song.error = f"{song.path}: out of memory while decoding"
-        except Exception as e:  # a decoder crash on one file must not stop the batch
-            song.error = f"{song.path}: {type(e).__name__}: {e}"
-        return song
-
-    # -- runs in the main thread
-    @torch.inference_mode()
-    def _run(self, queue: collections.deque) -> None:
-        """Predict up to batch_windows queued (song, window) pairs."""
-        batch = [queue.popleft() for _ in range(min(self.batch_windows, len(queue)))]
-        wf = self.window_frames
-        x = np.empty((len(batch), self.audio.n_mels, wf), dtype=np.float32)
-        for i, (song, w) in enumerate(batch):
-            s = int(song.starts[w])
-            x[i] = standardize(song.features[:, s:s + wf], self.mean, self.std)
-        probs, emb = infer(self.model, torch.from_numpy(x).to(self.device), multilabel=self.multilabel, embed=True)
-        probs, emb = probs.cpu().numpy(), emb.cpu().numpy()  # (B, n_classes), (B, D)
-        for i, (song, w) in enumerate(batch):
-            song.window_probs[w] = probs[i]
-            if song.window_embeddings is not None:
-                song.window_embeddings[w] = emb[i]
-            song.done += 1
-
-    def predict(self, songs: Iterable[Song], keep_features: bool = False, embeddings: bool = False) -> Iterator[Song]:
-        """Yield the songs, in order, with their probabilities (and, with `embeddings`, the mean of
-        model.embed over their windows); windows of several songs share a batch."""
-        queue, pending = collections.deque(), collections.deque()
-        for song in songs:
-            if song.ok:
-                song.window_probs = np.zeros((len(song.starts), len(self.classes)), dtype=np.float32)
-                if embeddings:
-                    song.window_embeddings = np.zeros((len(song.starts), self.embedding_dim), dtype=np.float32)
-                queue.extend((song, w) for w in range(len(song.starts)))
-            pending.append(song)
-            while len(queue) >= self.batch_windows:
-                self._run(queue)
-                yield from self._finished(pending, keep_features)
-        while queue:
-            self._run(queue)
-        yield from self._finished(pending, keep_features)
-
-    @staticmethod
-    def _finished(pending: collections.deque, keep_features: bool) -> Iterator[Song]:
-        while pending and (not pending[0].ok or pending[0].done == len(pending[0].starts)):
-            song = pending.popleft()
-            if song.ok:
-                song.probs = torch.from_numpy(song.window_probs).mean(0).numpy()  # as test.infer's windows
-                if song.window_embeddings is not None:
-                    song.embedding, song.window_embeddings = song.window_embeddings.mean(0), None
-                if not keep_features:
-                    song.features = None
-            yield song
-
-
-def load_predictor(checkpoint: str, device: str = "auto", batch_windows: int = 64) -> Predictor:
-    """Load a checkpoint (weights_only, onto the CPU first) into a Predictor on `device`.
-
-    CheckpointError when the checkpoint is missing, unsafe or unusable; ValueError for a bad device."""
-    return load_predictors([checkpoint], device, batch_windows)[0]
-
-
-def load_predictors(checkpoints: list[str], device: str = "auto", batch_windows: int = 64) -> list[Predictor]:
-    """load_predictor of each checkpoint; several are an ensemble's members, and a ValueError names what
-    keeps them from being averaged (test.ensemble_mismatch: kind, classes, genre vocabulary)."""
-    dev = pick_device(device)
-    states = [load_checkpoint(c, map_location="cpu") for c in checkpoints]
-    problem = ensemble_mismatch(list(zip(map(str, checkpoints), states))) if len(states) > 1 else None
-    if problem:
-        raise ValueError(problem)
-    return [Predictor(state, dev, batch_windows) for state in states]
-
-
-def predict_songs(predictors: list[Predictor], checkpoints: list[str], songs: list[Song], workers: int,
-                  keep_features: bool = False, embeddings: bool = False) -> Iterator[Song]:
-    """Yield the songs, in order, predicted by one Predictor, or by an ensemble: each song is decoded and
-    windowed once per distinct `Predictor.decoding` of the members (their audio parameters may differ;
-    the decoding threads are shared out), every member predicts its own copy, and the song gets the mean
-    of the members' probabilities and their Songs (`members`); a song that fails in a member fails with
-    that member's error."""
-    if len(predictors) == 1:
-        yield from predictors[0].predict(decode_all(predictors[0], songs, workers), keep_features, embeddings)
-        return
-    groups: dict = {}
-    for p in predictors:
-        groups.setdefault(p.decoding, []).append(p)
-    share = max(1, workers // len(groups))
-    copies = {key: iter(itertools.tee(decode_all(ps[0], [dataclasses.replace(s) for s in songs], share), len(ps)))
-              for key, ps in groups.items()}
-    streams = [p.predict(dataclasses.replace(s) for s in next(copies[p.decoding])) for p in predictors]
-    for song, per in zip(songs, zip(*streams)):
-        failed = next((m for m in per if not m.ok), None)
-        if failed:
-            song.error = failed.error
-        else:
-            song.duration, song.members = per[0].duration, list(zip(map(str, checkpoints), per))
-            song.probs = average_probs([m.probs for m in per])
-        yield song
-
-
-def decode_all(predictor: Predictor, songs: list[Song], workers: int) -> Iterator[Song]:
-    """Decode songs in `workers` threads, yielding them in input order with a bounded look-ahead."""
-    if workers <= 1:
-        yield from (predictor.load(s) if s.ok else s for s in songs)
-        return
-    with cf.ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
-        inflight: collections.deque = collections.deque()
-        for song in songs:
-            inflight.append(pool.submit(predictor.load, song) if song.ok else _done(song))
-            if len(inflight) >= 2 * workers:
-                yield inflight.popleft().result()
-        while inflight:
-            yield inflight.popleft().result()
-
-
-def _done(song: Song) -> cf.Future:
-    f: cf.Future = cf.Future()
-    f.set_result(song)
-    return f
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -388,10 +56,11 @@ def find_audio(directory: Path) -> list[Path]:
 
 
 def expand_inputs(inputs: list[str], warn) -> list[Song]:
-    """Files, directories and @lists -> Songs (missing paths become Songs with an error), deduplicated."""
+    """Files, directories, @lists and CSV manifests -> Songs (missing paths become Songs with an error, a
+    manifest's labels their `label`), deduplicated."""
     songs, seen = [], set()
 
-    def add(path: Path, origin: Optional[Path] = None):
+    def add(path: Path, origin: Optional[Path] = None, label: Optional[str] = None):
         if path.is_dir():
             found = find_audio(path)
             if not found:
@@ -403,32 +72,43 @@ def expand_inputs(inputs: list[str], warn) -> list[Song]:
         if key in seen:
             return
         seen.add(key)
-        song = Song(str(path))
+        song = Song(str(path), label=label)
         if not path.exists():
             song.error = f"{path}: file not found" + (f" (listed in {origin})" if origin else "")
         songs.append(song)
 
     for item in inputs:
         if item.startswith("@") and len(item) > 1:
-            listing = Path(item[1:])
-            try:
-                lines = listing.read_text().splitlines()
-            except (OSError, UnicodeDecodeError) as e:
-                song = Song(str(listing), error=f"{listing}: cannot read the list file ({e.strerror or e})"
-                            if isinstance(e, OSError) else f"{listing}: list file is not text")
-                songs.append(song)
-                continue
-            for line in lines:
-                line = line.strip()
-                if not line or line.startswith("#"):
-                    continue
-                p = Path(line).expanduser()
-                if not p.is_absolute() and not p.exists() and (listing.parent / p).exists():
-                    p = listing.parent / p
-                add(p, origin=listing)
+            for path, problem in list_file(Path(item[1:])):
+                if problem:
+                    songs.append(Song(path, error=problem))
+                else:
+                    add(path, origin=Path(item[1:]))
+        elif item.lower().endswith(".csv"):
+            manifest = read_manifest(item, need_label=False)
+            for path, label in zip(manifest["path"], manifest["label"]):
+                add(Path(path), origin=Path(item), label=label or None)
         else:
             add(Path(item).expanduser())
     return songs
+
+
+def list_file(listing: Path) -> list[tuple]:
+    """@LIST: (path, None) per line (blank lines and # comments skipped; a relative path is read from the
+    current folder, else from the list's), or one (LIST, problem) when the list cannot be read."""
+    try:
+        lines = listing.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        return [(str(listing), f"{listing}: cannot read the list file ({e.strerror or e})" if isinstance(e, OSError)
+                 else f"{listing}: list file is not text")]
+    paths = []
+    for line in map(str.strip, lines):
+        if line and not line.startswith("#"):
+            p = Path(line).expanduser()
+            if not p.is_absolute() and not p.exists() and (listing.parent / p).exists():
+                p = listing.parent / p
+            paths.append((p, None))
+    return paths
 
 
 # ------------------------------------------------------------------------------------------ outputs
@@ -448,75 +128,123 @@ def fmt_time(seconds: float) -> str:
     return f"{int(m)}:{s:05.2f}"
 
 
+GENRE_SCORE = ("FMA genres scored by the tags mapped to them: a genre's score is the highest probability among "
+               "its tags (not a probability of the genre)")
+
+
 def label_scores(probs: np.ndarray, predictor: Predictor, k: int) -> dict:
     """{"top_k": the k most probable labels, "probabilities": every label's} of one probability vector."""
     return {"top_k": [{"genre": g, "probability": p} for g, p in top_k(probs, predictor.labels, k)],
             "probabilities": {c: float(p) for c, p in zip(predictor.labels, probs)}}
 
 
+def genre_scores(probs: np.ndarray, predictor: Predictor, k: int) -> dict:
+    """A zero-shot tagger's FMA genres (what they are, the k best, every mapped genre's score)."""
+    scores = predictor.genre_scores(probs)
+    return {"scored_by": GENRE_SCORE, "top_k": [{"genre": g, "score": s} for g, s in top_k(scores, list(
+        predictor.tag_genres), k)], "scores": dict(zip(predictor.tag_genres, map(float, scores)))}
+
+
+def predicted(song: Song, predictor: Predictor) -> Optional[str]:
+    """The song's predicted genre (a tagger's best FMA genre), for comparison with its label; None for a
+    multi-label model, which predicts several."""
+    if predictor.multilabel and not predictor.zero_shot:
+        return None
+    names = predictor.genre_names
+    return names[int(np.argmax(predictor.genre_probs(song.probs)))]
+
+
 def record(song: Song, predictor: Predictor, k: int, segments: bool) -> dict:
-    """The JSON object of one song (also the source of the CSV row)."""
+    """The JSON object of one song (also the source of the CSV row): for a zero-shot tagger its FMA genres
+    (`genres`) first, then the model's own classes (`top_k`, `probabilities`: tags for a tagger)."""
     rec = {"path": song.path}
     if song.track_id is not None:
-        rec.update(track_id=song.track_id, label=song.label)
-        if predictor.zero_shot:  # every mapped FMA genre's score, and the best one (first on ties, as argmax)
-            scores = dict(zip(predictor.tag_genres, map(float, predictor.genre_scores(song.probs)))) if song.ok else {}
-            rec.update(predicted_genre=max(scores, key=scores.get) if scores else None, genre_scores=scores)
-    rec.update(status="ok" if song.ok else "error", error=song.error or "",
-               duration_s=round(song.duration, 3) if song.ok else None,
-               windows=song.windows if song.ok else 0)
-    if song.ok:
-        rec.update(label_scores(song.probs, predictor, k))
-        if segments:
-            rec["segments"] = [{"start_s": round(a, 3), "end_s": round(b, 3), **label_scores(wp, predictor, k)}
-                               for (a, b), wp in zip(window_times(song, predictor), song.window_probs)]
-        if song.members:
-            rec["members"] = [{"checkpoint": path, "windows": m.windows, **label_scores(m.probs, predictor, k)}
-                              for path, m in song.members]
-    else:
-        rec["top_k"], rec["probabilities"] = [], {}
+        rec["track_id"] = song.track_id
+    if song.label is not None:
+        rec.update(label=song.label, predicted=predicted(song, predictor) if song.ok else None)
+    rec.update(status="ok" if song.ok else "error", error=song.error or "", warnings=song.warnings,
+               duration_s=round(song.duration, 3) if song.ok else None, windows=song.windows if song.ok else 0)
+    if not song.ok:
+        return {**rec, **({"genres": {}} if predictor.zero_shot else {}), "top_k": [], "probabilities": {}}
+    if predictor.zero_shot:
+        rec["genres"] = genre_scores(song.probs, predictor, k)
+    rec.update(label_scores(song.probs, predictor, k))
+    if segments:
+        rec["segments"] = [{"start_s": round(a, 3), "end_s": round(b, 3),
+                            **({"genres": genre_scores(wp, predictor, k)} if predictor.zero_shot else {}),
+                            **label_scores(wp, predictor, k)}
+                           for (a, b), wp in zip(window_times(song, predictor), song.window_probs)]
+    if song.members:
+        rec["members"] = [{"checkpoint": path, "windows": m.windows, **label_scores(m.probs, predictor, k)}
+                          for path, m in song.members]
     return rec
 
 
-def track_columns(predictor: Predictor, fma: bool) -> list[str]:
-    """The CSV columns of an FMA track after its path: track_id, label (+ predicted_genre, zero-shot)."""
-    if not fma:
-        return []
-    return ["track_id", "label"] + (["predicted_genre"] if predictor.zero_shot else [])
+def csv_header(k: int, predictor: Predictor, labelled: bool, fma: bool) -> list[str]:
+    cols = ["path"] + (["track_id"] if fma else []) + (["label", "predicted"] if labelled else [])
+    cols += ["status", "error", "warnings", "duration_s", "windows"]
+    if predictor.zero_shot:
+        cols += [c for i in range(1, k + 1) for c in (f"genre_{i}", f"score_{i}")]
+    name = "tag" if predictor.tagger else "genre"
+    return cols + [c for i in range(1, k + 1) for c in (f"{name}_{i}", f"prob_{i}")]
 
 
-def csv_header(k: int, track_cols: list[str]) -> list[str]:
-    cols = ["path"] + track_cols + ["status", "error", "duration_s", "windows"]
-    for i in range(1, k + 1):
-        cols += [f"genre_{i}", f"prob_{i}"]
-    return cols
-
-
-def csv_row(rec: dict, k: int, track_cols: list[str]) -> list:
-    row = [rec["path"]] + [rec[c] for c in track_cols]  # None (a failed track's predicted_genre) -> ""
-    row += [rec["status"], rec["error"], "" if rec["duration_s"] is None else f"{rec['duration_s']:.3f}",
-            rec["windows"]]
-    for i in range(k):
-        t = rec["top_k"][i] if i < len(rec["top_k"]) else None
-        row += [t["genre"], f"{t['probability']:.6f}"] if t else ["", ""]
+def csv_row(rec: dict, k: int, predictor: Predictor, labelled: bool, fma: bool) -> list:
+    row = [rec["path"]] + ([rec.get("track_id")] if fma else [])
+    row += [rec.get("label", ""), rec.get("predicted") or ""] if labelled else []
+    row += [rec["status"], rec["error"], "; ".join(rec["warnings"]),
+            "" if rec["duration_s"] is None else f"{rec['duration_s']:.3f}", rec["windows"]]
+    parts = ([(rec["genres"].get("top_k", []), "score")] if predictor.zero_shot else []) + [(rec["top_k"], "probability")]
+    for items, key in parts:
+        for i in range(k):
+            row += [items[i]["genre"], f"{items[i][key]:.6f}"] if i < len(items) else ["", ""]
     return row
 
 
 def table_lines(songs: list[Song], predictor: Predictor, k: int, segments: bool) -> list[str]:
+    """The readable table: one line per song (with its label and prediction when known), a tagger's FMA genres
+    before its tags; each window's with `segments`."""
     ok = [s for s in songs if s.ok]
     if not ok:
         return []
     width = min(max(len("file"), *(len(s.path) for s in ok)), 80)
-    lines = [f"{'file':<{width}}  {'duration':>9}  {'windows':>7}  top {k} {'tags' if predictor.tagger else 'genres'}"]
+    labelled = any(s.label is not None for s in ok)
+    true_width = max([len("true")] + [len(str(s.label)) for s in ok if s.label is not None])
+    head = f"{'file':<{width}}  {'duration':>9}  {'windows':>7}"
+    head += f"  {'true':<{true_width}}  {'predicted':<{true_width}}" if labelled else ""
+    head += f"  top {k} FMA genres (tag score)  |  top {k} tags" if predictor.zero_shot else \
+        f"  top {k} {'tags' if predictor.tagger else 'genres'}"
+    lines = [head]
     for s in ok:
-        genres = "  ".join(f"{g} {p:.2f}" for g, p in top_k(s.probs, predictor.labels, k))
-        lines.append(f"{s.path:<{width}}  {fmt_time(s.duration):>9}  {s.windows:>7}  {genres}")
+        line = f"{s.path:<{width}}  {fmt_time(s.duration):>9}  {s.windows:>7}"
+        if labelled:
+            line += f"  {str(s.label or ''):<{true_width}}  {str(predicted(s, predictor) or ''):<{true_width}}"
+        lines.append(line + "  " + scores_text(s.probs, predictor, k) + "".join(f"  ({w})" for w in s.warnings))
         if segments:
             for (a, b), wp in zip(window_times(s, predictor), s.window_probs):
-                genres = "  ".join(f"{g} {p:.2f}" for g, p in top_k(wp, predictor.labels, k))
                 pad = "  (partly padding)" if b > s.duration + 0.5 else ""
-                lines.append(f"    {fmt_time(a)}-{fmt_time(b)}  {genres}{pad}")
-    return lines
+                lines.append(f"    {fmt_time(a)}-{fmt_time(b)}  {scores_text(wp, predictor, k)}{pad}")
+    return lines + accuracy_lines(ok, predictor)
+
+
+def scores_text(probs: np.ndarray, predictor: Predictor, k: int) -> str:
+    """'Rock 0.81  Pop 0.10' (a zero-shot tagger: its FMA genre scores, then '|' and its tags)."""
+    labels = "  ".join(f"{g} {p:.2f}" for g, p in top_k(probs, predictor.labels, k))
+    if not predictor.zero_shot:
+        return labels
+    return "  ".join(f"{g} {p:.2f}" for g, p in top_k(predictor.genre_scores(probs), list(predictor.tag_genres), k)) \
+        + "  |  " + labels
+
+
+def accuracy_lines(songs: list[Song], predictor: Predictor) -> list[str]:
+    """'accuracy of the N labelled files: ...' under the table, when the inputs carry labels (a manifest)."""
+    labelled = [s for s in songs if s.label is not None and predicted(s, predictor) is not None]
+    if not labelled:
+        return []
+    right = sum(s.label == predicted(s, predictor) for s in labelled)
+    unknown = sorted({s.label for s in labelled} - set(predictor.genre_names))
+    return [f"accuracy of the {len(labelled)} labelled files: {right / len(labelled):.1%} ({right} of "
+            f"{len(labelled)})" + (f"; labels the model does not know: {', '.join(unknown)}" if unknown else "")]
 
 
 def write_predictions(songs: list[Song], predictor: Predictor, fmt: str, k: int, segments: bool,
@@ -525,11 +253,11 @@ def write_predictions(songs: list[Song], predictor: Predictor, fmt: str, k: int,
         json.dump([record(s, predictor, k, segments) for s in songs], out, indent=2)
         out.write("\n")
     elif fmt == "csv":
-        cols = track_columns(predictor, fma)
+        labelled = any(s.label is not None for s in songs)
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(csv_header(k, cols))
+        writer.writerow(csv_header(k, predictor, labelled, fma))
         for s in songs:
-            writer.writerow(csv_row(record(s, predictor, k, False), k, cols))
+            writer.writerow(csv_row(record(s, predictor, k, False), k, predictor, labelled, fma))
     else:
         for line in table_lines(songs, predictor, k, segments):
             out.write(line + "\n")
@@ -686,17 +414,18 @@ def report_lines(rep: dict) -> list[str]:
 # ------------------------------------------------------------------------------------------ command line
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="pre_trained_models.py", allow_abbrev=False,
         description="Predict the genres (or tags) of audio files, or score FMA tracks, with a trained or "
                     "converted checkpoint.",
         epilog="Exit status: 0 all files predicted, 1 some failed (one 'error: PATH: reason' line each "
                "on stderr), 2 usage error (bad options, missing or invalid checkpoint, no input files).")
     p.add_argument("inputs", nargs="*", metavar="INPUT",
-                   help="audio files, directories (searched recursively) or @LIST files (one path per line)")
-    p.add_argument("--checkpoint", required=True, action="append",
-                   help="checkpoint written by main.py (a .pt file, or a run directory: its best.pt); repeated "
-                        "(--checkpoint A --checkpoint B), an ensemble: the mean of the members' probabilities")
+                   help="audio files, directories (searched recursively), @LIST files (one path per line) or CSV "
+                        "manifests (path,label: the true genres are shown beside the predictions)")
+    p.add_argument("--checkpoint", required=True, action="append", metavar="PATH",
+                   help="a .pt file, or a run folder (its best.pt); repeat the option for an ensemble "
+                        "(--checkpoint A --checkpoint B): the mean of the members' probabilities")
     p.add_argument("--top-k", type=int, default=3, help="genres reported per song (default: 3)")
     p.add_argument("--format", choices=FORMATS, default="table",
                    help="output format: table (readable), csv (one row per file), json (default: table)")
@@ -732,23 +461,69 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def check_args(args) -> None:
+    """The options that do not go together, an output that cannot be written, an INPUT that is a checkpoint
+    (a second path meant for --checkpoint): ConfigErrors, before any checkpoint is loaded or song decoded."""
     if args.fma_dir and args.inputs:
-        parser.error("give INPUT files or --fma-dir, not both")
+        raise ConfigError("give INPUT files or --fma-dir, not both")
     if not args.fma_dir and not args.inputs:
-        parser.error("no INPUT given (audio files, directories or @LIST), and no --fma-dir")
+        raise ConfigError("no INPUT given (audio files, directories, @LIST or a manifest.csv), and no --fma-dir")
     if args.top_k < 1:
-        parser.error("--top-k must be >= 1")
+        raise ConfigError("--top-k must be at least 1")
     if args.workers is not None and args.workers < 1:
-        parser.error("--workers must be >= 1")
+        raise ConfigError("--workers must be at least 1")
+    if args.batch_windows < 1:
+        raise ConfigError("--batch-windows must be at least 1")
     single = [o for o, given in (("--segments", args.segments), ("--plot", args.plot), ("--embeddings", args.embeddings),
                                  ("--fma-dir", args.fma_dir)) if given]
     if len(args.checkpoint) > 1 and single:
-        parser.error(f"{', '.join(single)}: one --checkpoint only (not an ensemble of {len(args.checkpoint)})")
+        raise ConfigError(f"{', '.join(single)}: one --checkpoint only (not an ensemble of {len(args.checkpoint)})")
+    for item in args.inputs:
+        path = Path(item)
+        if path.suffix == ".pt" or (path.is_dir() and (path / "best.pt").is_file()):
+            raise ConfigError(f"{item} is a checkpoint, not audio: for an ensemble repeat the option "
+                              f"(--checkpoint {args.checkpoint[-1]} --checkpoint {item})")
+    for option, path in (("--output", args.output), ("--embeddings", args.embeddings), ("--plot", args.plot)):
+        problem = unwritable(path)
+        if problem:
+            raise ConfigError(f"{option} {path}: {problem}")
+
+
+def unwritable(path: Optional[str]) -> Optional[str]:
+    """Why a file cannot be written at `path` (a folder there, no permission), or None."""
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_dir():
+        return "is a folder: give a file name"
+    parent = next(q for q in [p.parent, *p.parent.parents] if q.exists())
+    if not parent.is_dir():
+        return f"cannot write there: {parent} is a file, not a folder"
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        return f"cannot write there (permission denied in {parent})"
+    return None
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        check_args(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     with quiet_native_stderr():
         return _run(args)
+
+
+def load(args, warn) -> tuple[list[Predictor], list[Song], Optional[dict]]:
+    """The predictors (with the synthetic-data warning), the songs to predict and, with --fma-dir, its info."""
+    predictors = load_predictors(args.checkpoint, args.device, args.batch_windows)
+    for path, p in zip(args.checkpoint, predictors):
+        if p.synthetic:
+            warn(f"warning: {path} was trained on the synthetic demo set: its genres mean nothing for real music")
+    if args.fma_dir is not None:
+        return predictors, *fma_selection(args, predictors[0], warn)
+    return predictors, expand_inputs(args.inputs, warn), None
 
 
 def _run(args) -> int:
@@ -758,71 +533,73 @@ def _run(args) -> int:
         tqdm.write(msg, file=sys.stderr)
 
     try:
-        predictors = load_predictors(args.checkpoint, args.device, args.batch_windows)
-    except (CheckpointError, ValueError) as e:
+        predictors, songs, info = load(args, warn)
+    except (CheckpointError, DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    predictor = predictors[0]  # the members share their classes and labels (load_predictors)
-    k = min(args.top_k, len(predictor.classes))
-    fma = args.fma_dir is not None
-    if fma:
-        try:
-            songs, info = fma_selection(args, predictor, warn)
-        except (DataError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-    else:
-        songs = expand_inputs(args.inputs, warn)
     if not songs:
-        print("error: no input files found" + ("" if fma else f" in {' '.join(args.inputs)}"), file=sys.stderr)
+        print("error: no input files found" + ("" if info else f" in {' '.join(args.inputs)}"), file=sys.stderr)
         return 2
     if args.segments and args.format == "csv":
         warn("warning: --segments is not part of the csv output (one row per file); use table or json")
+    results, interrupted = predict_all(args, predictors, songs, warn)
+    write_all(args, predictors[0], results, info)
+    failed = sum(not s.ok for s in results)
+    print(f"predicted {len(results) - failed} of {len(results)} files"
+          + (f" with an ensemble of {len(predictors)} checkpoints" if len(predictors) > 1 else "")
+          + (f"; {failed} failed" if failed else "") + (f"; wrote {args.output}" if args.output else "")
+          + (f"; wrote {args.embeddings}" if args.embeddings else ""), file=sys.stderr)
+    if interrupted:
+        print(f"interrupted: the {len(results)} songs predicted before Ctrl-C are written; "
+              f"{len(songs) - len(results)} were not predicted", file=sys.stderr)
+        return 130
+    return 1 if failed else 0
 
+
+def predict_all(args, predictors: list[Predictor], songs: list[Song], warn) -> tuple[list[Song], bool]:
+    """The predicted songs, in order (with --plot, their figures), and whether Ctrl-C stopped it early."""
+    from tqdm import tqdm
+    predictor, k = predictors[0], min(args.top_k, len(predictors[0].classes))
     workers = args.workers or os.cpu_count() or 1
     show = args.progress if args.progress is not None else (len(songs) >= PROGRESS_MIN_FILES and sys.stderr.isatty())
-    bar = tqdm(total=len(songs), unit="song", file=sys.stderr, disable=not show, dynamic_ncols=True)
     plot_name = PlotNames(Path(args.plot), len(songs)) if args.plot else None
     results = []
-    for song in predict_songs(predictors, args.checkpoint, songs, workers, keep_features=bool(args.plot),
-                              embeddings=bool(args.embeddings)):
-        if not song.ok:
-            warn(f"error: {song.error}")
-        elif plot_name:
-            path = plot_name(song)
-            plot_song(song, predictor, path, k)
-            song.features = None
-            warn(f"wrote {path}")
-        results.append(song)
-        bar.update(1)
-    bar.close()
-    failed = sum(not s.ok for s in results)
-    if args.embeddings:
-        write_embeddings(args.embeddings, results, predictor, args.checkpoint[0], fma)
+    with tqdm(total=len(songs), unit="song", file=sys.stderr, disable=not show, dynamic_ncols=True) as bar:
+        try:
+            for song in predict_songs(predictors, args.checkpoint, songs, workers, keep_features=bool(args.plot),
+                                      embeddings=bool(args.embeddings)):
+                if not song.ok:
+                    warn(f"error: {song.error}")
+                elif plot_name:
+                    path = plot_name(song)
+                    plot_song(song, predictor, path, k)
+                    song.features = None
+                    warn(f"wrote {path}")
+                results.append(song)
+                bar.update(1)
+        except KeyboardInterrupt:
+            return results, True
+    return results, False
 
-    if fma:
+
+def write_all(args, predictor: Predictor, results: list[Song], info: Optional[dict]) -> None:
+    """The predictions (--output or stdout), --embeddings, and with --fma-dir the report."""
+    k = min(args.top_k, len(predictor.classes))
+    if args.embeddings:
+        write_embeddings(args.embeddings, results, predictor, args.checkpoint[0], info is not None)
+    if args.output:
+        with _open_output(args.output) as out:
+            write_predictions(results, predictor, args.format, k, args.segments, out, fma=info is not None)
+    elif info is None:
+        write_predictions(results, predictor, args.format, k, args.segments, sys.stdout)
+    if info is not None:
         report = fma_report(results, predictor, info)
-        if args.output:
-            with _open_output(args.output) as out:
-                write_predictions(results, predictor, args.format, k, args.segments, out, fma=True)
         if args.format == "json":
             json.dump(report, sys.stdout, indent=2)
             print()
         else:
             print("\n".join(report_lines(report)))
-    else:
-        if args.output:
-            with _open_output(args.output) as out:
-                write_predictions(results, predictor, args.format, k, args.segments, out)
-        else:
-            write_predictions(results, predictor, args.format, k, args.segments, sys.stdout)
-            sys.stdout.flush()
-    print(f"predicted {len(results) - failed} of {len(results)} files"
-          + (f" with an ensemble of {len(predictors)} checkpoints" if len(predictors) > 1 else "")
-          + (f"; {failed} failed" if failed else "") + (f"; wrote {args.output}" if args.output else "")
-          + (f"; wrote {args.embeddings}" if args.embeddings else ""),
-          file=sys.stderr)
-    return 1 if failed else 0
+    sys.stdout.flush()
 
 
 @contextlib.contextmanager

@@ -22,12 +22,13 @@ import argparse
 import csv
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from config import RunConfig, _read_preset
+from config import RunConfig, names_with, read_preset
 
 # (column title, results.json key, shown as a percentage)
 METRICS = {"top": (("test accuracy", "accuracy", True), ("test macro-F1", "macro_f1", False)),
@@ -45,6 +46,19 @@ def is_seeds(run_dir: Path) -> bool:
 
 def target(run_dir: Path) -> str:
     return _load(run_dir / ("aggregate.json" if is_seeds(run_dir) else "results.json")).get("target", "top")
+
+
+def incomplete(run_dir: Path) -> str | None:
+    """Why `run_dir` has no row (not a folder, no results.json: a run that failed or is still training), or None."""
+    if not run_dir.is_dir():
+        return "not a folder"
+    if is_seeds(run_dir):
+        return None
+    if not (run_dir / "results.json").is_file():
+        return "no results.json (a run that failed, was interrupted or is still training)"
+    if not (run_dir / "config.json").is_file() and "members" not in _load(run_dir / "results.json"):
+        return "results.json without config.json (not a run folder of main.py)"
+    return None
 
 
 def header(target: str) -> str:
@@ -90,6 +104,12 @@ def row(run_dir: Path) -> str:
         options = _options(cfg["run"], ignore={"seed"}) + [f"--seeds {','.join(map(str, agg['seeds']))}"]
         values = [seeds_value(agg, key, pct) for _, key, pct in METRICS[agg["target"]]]
         time_text = f"{seconds / 60:.1f} min per seed"
+    elif "members" in _load(run_dir / "results.json"):  # an ensemble of main.py --evaluate-only
+        res = _load(run_dir / "results.json")
+        options = ["--evaluate-only"] + [f"--checkpoint {_shown(m['checkpoint'])}" for m in res["members"]]
+        values = [single_value(res["test"] or {}, key, pct) for _, key, pct in METRICS[res.get("target", "top")]]
+        res = {**res, "model": f"ensemble of {len(res['members'])}", "epochs": "-"}
+        time_text = "-"
     else:
         res, cfg = _load(run_dir / "results.json"), _load(run_dir / "config.json")
         options = _options(cfg["run"])
@@ -100,8 +120,13 @@ def row(run_dir: Path) -> str:
             f"{' | '.join(values)} | {command} |")
 
 
-IGNORED = {"out", "name", "cache_dir", "workers", "loader_workers", "wandb", "wandb_project", "resume", "device",
-           "seeds"}  # a --seeds row adds its --seeds
+def _shown(path: str) -> str:
+    """A path as the command shows it: relative to the current folder when inside it."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+IGNORED = set(names_with("machine", "command"))  # where and how it ran; a --seeds row adds its --seeds
 
 
 def _options(run: dict, ignore=()) -> list[str]:
@@ -109,12 +134,13 @@ def _options(run: dict, ignore=()) -> list[str]:
     those of IGNORED and `ignore`."""
     base = dataclasses.asdict(RunConfig())
     if run.get("config"):
-        base.update(_read_preset(run["config"]))
+        base.update(read_preset(run["config"]))
     opts = [f"--config {run['config']}"] if run.get("config") else []
     for key, value in run.items():
         if key in IGNORED or key in ignore or key == "config" or value == base.get(key):
             continue
         flag = "--" + key.replace("_", "-")
+        value = _shown(value) if key in ("data_dir", "init") and value else value
         opts.append(flag if value is True else f"--no-{flag[2:]}" if value is False else f"{flag} {value:g}"
                     if isinstance(value, float) else f"{flag} {value}")
     return opts
@@ -196,9 +222,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not args.runs and not args.compare:
         parser.error("give run directories, or --compare A B")
-    for i, kind in enumerate(sorted({target(r) for r in args.runs}, key=list(METRICS).index)):
+    runs = []
+    for run_dir in args.runs:
+        why = incomplete(run_dir)
+        if why:
+            print(f"note: skipped {run_dir}: {why}", file=sys.stderr)
+        else:
+            runs.append(run_dir)
+    for i, kind in enumerate(sorted({target(r) for r in runs}, key=list(METRICS).index)):
         print(("\n" if i else "") + header(kind))
-        for run_dir in args.runs:
+        for run_dir in runs:
             if target(run_dir) == kind:
                 print(row(run_dir))
     if args.compare:

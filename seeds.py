@@ -11,27 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from config import AudioConfig, RunConfig
+from config import AudioConfig, RunConfig, names_with
 from distributed import Dist
-from train import RESUME_OVERRIDES, train
+from train import train
 
 SEED_METRICS = {"top": ("accuracy", "macro_f1"), "all": ("macro_roc_auc", "macro_ap", "micro_f1", "macro_f1")}
 METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "macro_roc_auc": "macro ROC-AUC",
                 "macro_ap": "macro PR-AUC", "micro_f1": "micro-F1"}
-
-
-def seed_list(value) -> list[int]:
-    """--seeds '0,1,2' (or a preset's list [0, 1, 2]) -> [0, 1, 2]; empty -> [] (a single run)."""
-    if value is None or value == "":
-        return []
-    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-    try:
-        seeds = [int(str(s).strip()) for s in items]
-    except ValueError:
-        raise ValueError(f"--seeds takes comma-separated integers such as 0,1,2, not {value!r}") from None
-    if len(set(seeds)) < len(seeds):
-        raise ValueError(f"--seeds {value}: a seed is given twice")
-    return seeds
 
 
 def train_seeds(run: RunConfig, audio: AudioConfig, given: set, seeds: list[int], dist: Dist = Dist()) -> int:
@@ -65,9 +51,7 @@ def train_seeds(run: RunConfig, audio: AudioConfig, given: set, seeds: list[int]
     return 0
 
 
-# options a rerun of --seeds may change without retraining the finished seeds
-SEED_FREE = set(RESUME_OVERRIDES) - {"epochs"} | {"resume", "out", "name", "cache_dir", "wandb_project", "bootstrap",
-                                                  "ci_level"}
+SEED_FREE = names_with("machine", "command")  # options a rerun of --seeds may change (config.py's roles)
 
 
 def _check_same_options(one: Path, single: RunConfig, audio: AudioConfig) -> None:

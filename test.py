@@ -15,7 +15,7 @@ import contextlib
 import csv
 import functools
 import json
-import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +27,10 @@ from distributed import Dist, gather_batches
 from loss import Loss
 from metrics import bootstrap_metrics, classification_metrics, multilabel_metrics
 from models import count_parameters
-from models_utils import (BatchProgress, CheckpointError, load_checkpoint, machine, model_from_checkpoint,
+from models_utils import (BatchProgress, load_checkpoint, machine, model_from_checkpoint,
                           output_probs, pick_device)
 from plots import plot_auc_vs_count, plot_confusion
-from utils import audio_path, find_audio_dir, make_loader, make_targets
+from utils import DataError, audio_path, find_audio_dir, load_metadata, make_loader, make_targets, select_subset
 
 MULTILABEL_SCALARS = ("macro_roc_auc", "micro_roc_auc", "macro_ap", "micro_ap", "micro_f1", "macro_f1", "threshold",
                       "loss")
@@ -181,7 +181,7 @@ def public(metrics: dict) -> dict:
 
 def test_report(model, state: dict, cache, classes, splits, run: RunConfig, device, out: Path,
                 dist: Dist = Dist()) -> dict | None:
-    """Evaluate on the test split; write test_files.txt, test_predictions.csv and confusion_matrix.png
+    """Evaluate on the test split; write test_files.csv, test_predictions.csv and confusion_matrix.png
     (top) or per_genre_auc.csv and auc_vs_train_count.png (all, at the threshold tuned on validation)
     into `out`; return what results.json gets, with `--bootstrap` confidence intervals under test.ci.
     Under torchrun every rank evaluates its share of the batches, and rank 0 alone writes and returns."""
@@ -190,7 +190,7 @@ def test_report(model, state: dict, cache, classes, splits, run: RunConfig, devi
     if not dist.main:
         return None
     track_ids = cache.index["track_id"].to_numpy()[rows]
-    write_test_files(track_ids, run, out)
+    write_test_files(track_ids, label_names(targets, classes), run, out)
     results = {"model": state["model_config"]["name"], "parameters": count_parameters(model, trainable_only=False),
                "best_epoch": state["epoch"], "classes": classes, "test_tracks": int(len(rows)),
                "machine": machine(), **vocabulary_fields(state)}
@@ -201,10 +201,21 @@ def test_report(model, state: dict, cache, classes, splits, run: RunConfig, devi
     return report_test(results, metrics, state, track_ids, run, out, f"best epoch {state['epoch']}")
 
 
-def write_test_files(track_ids, run: RunConfig, out: Path) -> None:
-    """test_files.txt: the audio path of each test track (for pre_trained_models.py @FILE)."""
+def label_names(targets: np.ndarray, classes: list[str]) -> list[str]:
+    """Each track's true class (class indices), or its genres joined with ';' (multi-hot rows)."""
+    if targets.ndim == 1:
+        return [classes[i] for i in targets]
+    return [";".join(c for c, y in zip(classes, row) if y) for row in targets]
+
+
+def write_test_files(track_ids, labels: list[str], run: RunConfig, out: Path) -> None:
+    """test_files.csv: path,label of each test track, a manifest that `pre_trained_models.py FILE.csv` predicts
+    with the true genres beside the predicted ones."""
     audio_dir = find_audio_dir(run.data_dir, run.subset)
-    (out / "test_files.txt").write_text("".join(f"{audio_path(audio_dir, tid)}\n" for tid in track_ids))
+    with open(out / "test_files.csv", "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["path", "label"])
+        writer.writerows([audio_path(audio_dir, tid), label] for tid, label in zip(track_ids, labels))
 
 
 def vocabulary_fields(state: dict) -> dict:
@@ -318,17 +329,32 @@ def write_results(results: dict, out: Path) -> None:
         json.dump(clean({k: v for k, v in results.items() if not k.startswith("_")}), f, indent=2)
 
 
+def trained_data(path: str, state: dict, run: RunConfig, given: set) -> RunConfig:
+    """`run` on the data a checkpoint was trained on (its data folder, subset and cache folder), unless given
+    (--data-dir, --subset, --cache-dir); a DataError, before any work, when that data is not there or has no
+    test track."""
+    saved = state.get("run_config") or {}
+    if "data_dir" not in given and not saved.get("data_dir"):
+        raise DataError(f"{path} does not say what data trained it: give --data-dir DIR")
+    kept = {k: saved[k] for k in ("data_dir", "subset", "cache_dir") if k not in given and saved.get(k)}
+    if kept.get("cache_dir") and not Path(kept["cache_dir"]).is_dir():
+        del kept["cache_dir"]  # moved or deleted: the default, DATA_DIR/cache
+    run = replace(run, **kept)
+    if "data_dir" not in given and not Path(run.data_dir).is_dir():
+        raise DataError(f"{path} was trained on the data in {run.data_dir}, which is not there (moved?): give "
+                        f"--data-dir DIR")
+    tracks = select_subset(load_metadata(run.data_dir, run.subset)[0], run.subset)
+    if not (tracks[("set", "split")] == "test").any():
+        raise DataError(f"no test tracks in {run.data_dir} (subset {run.subset}): nothing to evaluate")
+    return run
+
+
 def evaluate_only(run: RunConfig, given: set) -> int:
     """--evaluate-only: the test report of one --checkpoint (into RUN_DIR/evaluate/), or of the
-    ensemble of several (evaluate_ensemble); --out replaces the folder."""
-    if not run.checkpoint:
-        print("error: --evaluate-only needs --checkpoint PATH", file=sys.stderr)
-        return 2
-    try:
-        states = [load_checkpoint(path) for path in run.checkpoint]
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    ensemble of several (evaluate_ensemble), on the data the first was trained on unless --data-dir is given;
+    --out replaces the folder."""
+    states = [load_checkpoint(path) for path in run.checkpoint]
+    run = trained_data(run.checkpoint[0], states[0], run, given)
     device = pick_device(run.device)
     out = evaluate_out(run)
     if len(states) > 1:
@@ -390,8 +416,12 @@ def evaluate_ensemble(paths: list[str], states: list[dict], run: RunConfig, give
                         "audio": state["audio"], "crop_frames": state["crop_frames"],
                         "eval_crops": state["eval_crops"], "test_tracks": int(len(rows))})
     common = shared_tracks(paths, track_ids, members)
+    aligned = [aligned_rows(ids, common, metrics) for ids, metrics in zip(track_ids, evaluated)]
+    y = aligned[0][1]
+    if any(not np.array_equal(y, theirs) for _, theirs in aligned):
+        raise ValueError("members disagree on the true genres of their test tracks: not the same metadata")
     out.mkdir(parents=True, exist_ok=True)
-    write_test_files(common, run, out)
+    write_test_files(common, label_names(y, classes), run, out)
     results = {"model": "ensemble", "parameters": sum(m["parameters"] for m in members), "classes": classes,
                "test_tracks": int(len(common)), "machine": machine(), **vocabulary_fields(states[0]),
                "members": members}
@@ -399,10 +429,6 @@ def evaluate_ensemble(paths: list[str], states: list[dict], run: RunConfig, give
         print("no test tracks shared by every member: test report skipped")
         results["test"] = None
         return results
-    aligned = [aligned_rows(ids, common, metrics) for ids, metrics in zip(track_ids, evaluated)]
-    y = aligned[0][1]
-    if any(not np.array_equal(y, theirs) for _, theirs in aligned):
-        raise ValueError("members disagree on the true genres of their test tracks: not the same metadata")
     thresholds = [float(s.get("threshold", 0.5)) for s in states]
     for member, (probs, _), threshold in zip(members, aligned, thresholds):
         metrics = score(y, probs, classes, multilabel, threshold)

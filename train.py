@@ -13,6 +13,7 @@ import csv
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -23,7 +24,7 @@ import torch
 
 from augment import Augment
 from cache import open_cache
-from config import AudioConfig, RunConfig
+from config import AudioConfig, RunConfig, names_with
 from distributed import Dist
 from loss import Loss
 from models import MODELS, ModelConfig, build_model, count_parameters
@@ -33,8 +34,15 @@ from test import MULTILABEL_SCALARS, evaluate, test_report, write_results
 from plots import plot_curves
 from utils import DataError, band_stats, make_loader, make_targets
 
-RESUME_OVERRIDES = ("epochs", "device", "loader_workers", "workers", "threads", "wandb", "amp", "compile", "quiet")  # allowed to change on resume
 MULTILABEL_EPOCH = ("macro_roc_auc", "micro_roc_auc", "macro_ap", "micro_f1", "threshold")  # per-epoch validation
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training: `out` is the run folder, `resumable` whether a finished epoch's last.pt is there."""
+
+    def __init__(self, out: Path):
+        super().__init__(str(out))
+        self.out, self.resumable = out, (out / "last.pt").is_file()
 
 
 # ------------------------------------------------------------------------------------------ optimizer, logging
@@ -120,25 +128,28 @@ class Logger:
 
 def train_one_epoch(model: torch.nn.Module, loader, optimizer: torch.optim.Optimizer, device: torch.device,
                     loss: Optional[Loss] = None, augment: Optional[Augment] = None, scheduler=None, amp: bool = False,
-                    scaler: Optional[torch.amp.GradScaler] = None, on_step: Optional[Callable[[dict], None]] = None,
-                    max_steps: Optional[int] = None, progress: bool = False, dist: Optional[Dist] = None) -> dict:
-    """Train for one pass over `loader`; return {'loss', 'accuracy', 'clips', 'seconds', 'clips_per_s'}.
+                    scaler: Optional[torch.amp.GradScaler] = None, log_interval: int = 20,
+                    on_log: Optional[Callable[[int, dict], None]] = None, max_steps: Optional[int] = None,
+                    progress: bool = False, dist: Optional[Dist] = None) -> dict:
+    """Train for one pass over `loader`; return {'loss', 'accuracy', 'clips', 'steps', 'seconds', 'clips_per_s'}.
 
-    `scheduler` (if given) steps after every batch (per-step schedules such as OneCycle);
-    `on_step(metrics)` receives each step's loss and learning rate, for the caller to log.
-    `amp` enables float16 autocast on CUDA; it is a no-op on CPU.
-    `progress` shows a per-batch bar on a terminal (BatchProgress; off by default).
-    Under torchrun (`dist`, with `model` a DistributedDataParallel and `loader` this rank's share) the
-    returned numbers are those of every rank's clips together: clips/s of all ranks, seconds of the slowest.
+    `scheduler` (if given) steps after every batch (per-step schedules such as OneCycle). The loss stays on the
+    device and is read back (a GPU sync) only every `log_interval` steps and at the end: then
+    `on_log(steps_done, {"loss": mean over the interval, "lr": ...})` for the caller to log, and the progress bar
+    (`progress`, on a terminal; BatchProgress) gets the interval's loss. `amp` enables float16 autocast on CUDA;
+    it is a no-op on CPU. Under torchrun (`dist`, with `model` a DistributedDataParallel and `loader` this rank's
+    share) the returned numbers are those of every rank's clips together: clips/s of all ranks, seconds of the
+    slowest.
     """
     model.train()
     loss, augment = loss or Loss(), augment or Augment()
     use_amp = amp and device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
-    total_loss, correct, seen, start = 0.0, 0.0, 0, time.perf_counter()
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss x clips, correct clips, since the last log
+    seen, since, logged, steps, start = 0, 0, 0.0, 0, time.perf_counter()  # since: clips since the last log
     with BatchProgress(loader, progress, "train", max_steps) as bar:
-        for step, (x, y) in enumerate(loader):
-            if max_steps is not None and step >= max_steps:
+        for x, y in loader:
+            if max_steps is not None and steps >= max_steps:
                 break
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             x, mix = augment(x)
@@ -156,18 +167,23 @@ def train_one_epoch(model: torch.nn.Module, loader, optimizer: torch.optim.Optim
                 optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            n, batch_loss = x.shape[0], batch.item()
-            total_loss += batch_loss * n
-            correct += (logits.argmax(1) == y).sum().item() if y.ndim == 1 else 0.0
-            seen += n
-            if on_step is not None:
-                on_step({"loss": batch_loss, "lr": optimizer.param_groups[0]["lr"]})
-            bar.update(n, batch_loss)
+            n, steps = x.shape[0], steps + 1
+            sums[0] += batch.detach().double() * n
+            if y.ndim == 1:  # no accuracy for multi-hot targets
+                sums[1] += (logits.argmax(1) == y).sum()
+            seen, since, interval = seen + n, since + n, None
+            if steps % log_interval == 0 or steps == len(loader):  # the one read-back (sync) of the interval
+                total = float(sums[0])
+                interval, logged, since = (total - logged) / since, total, 0
+                if on_log is not None:
+                    on_log(steps, {"loss": interval, "lr": optimizer.param_groups[0]["lr"]})
+            bar.update(n, interval)
     seconds = time.perf_counter() - start
+    total_loss, correct = sums.tolist()[:2]
     if dist is not None:
         total_loss, correct, seen = dist.sum(total_loss, correct, seen)
         seen, seconds = int(seen), dist.max(seconds)
-    return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1), "clips": seen,
+    return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1), "clips": seen, "steps": steps,
             "seconds": seconds, "clips_per_s": seen / max(seconds, 1e-9)}
 
 
@@ -224,6 +240,13 @@ class Training:
         return self.run.target == "all"
 
     @property
+    def data(self) -> dict:
+        """What data trained it, as checkpoints and config.json record it (prediction warns about synthetic data)."""
+        return {"dir": self.run.data_dir, "subset": self.run.subset,
+                "synthetic": (Path(self.run.data_dir) / "demo_manifest.json").is_file(),
+                "training_tracks": int(len(self.splits["training"][0]))}
+
+    @property
     def eval_crops(self) -> int:
         return self.run.eval_crops if self.crop_frames else 0
 
@@ -234,7 +257,7 @@ class Training:
                 "crop_frames": self.crop_frames, "eval_crops": self.eval_crops, "target": self.run.target,
                 **({"genres": self.vocab, "threshold": self.threshold} if self.multilabel else {}),
                 **({"init": self.init_report} if self.init_report else {}),
-                "run_config": asdict(self.run), "optimizer": self.optimizer.state_dict(),
+                "data": self.data, "run_config": asdict(self.run), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
                 "epoch": epoch, "global_step": self.step, "best_metric": self.best, "history": self.history,
                 "rng": rng_state(), "wandb_id": self.logger.wandb_id,
@@ -242,12 +265,17 @@ class Training:
 
 
 def resumed_run(run: RunConfig, given: set) -> tuple[dict, RunConfig, AudioConfig]:
-    """--resume: (its last.pt, its run with the options that may change on resume taken from `run`, its audio)."""
+    """--resume: (its last.pt, its run with the options that may change on resume (config.py's roles length
+    and machine) taken from `run`, its audio). --epochs below the epochs done is an error."""
     path = Path(run.resume)
+    if not path.exists():
+        raise ValueError(f"--resume {run.resume}: no such run folder or checkpoint")
     resume = load_checkpoint(path / "last.pt" if path.is_dir() else path)
     saved = RunConfig(**resume["run_config"])
-    run = RunConfig(**{**asdict(saved), **{k: getattr(run, k) for k in RESUME_OVERRIDES if k in given},
+    run = RunConfig(**{**asdict(saved), **{k: getattr(run, k) for k in names_with("length", "machine") if k in given},
                        "resume": run.resume})
+    if run.epochs < resume["epoch"]:
+        raise ValueError(f"--epochs {run.epochs}: {run.resume} has already trained {resume['epoch']} epochs")
     return resume, run, AudioConfig(**resume["audio"])
 
 
@@ -278,6 +306,19 @@ def normalisation(run: RunConfig, cache, train_rows, init: dict | None) -> tuple
         n_mels = cache.audio.n_mels
         return np.zeros(n_mels, np.float32), np.ones(n_mels, np.float32)
     return band_stats(cache, train_rows, seed=run.seed)
+
+
+MODEL_OPTIONS = ("width", "dropout", "hidden", "pool", "temporal_pool")  # RunConfig fields of ModelConfig
+
+
+def model_config(run: RunConfig, audio: AudioConfig, classes: list, init: dict | None) -> ModelConfig:
+    """The run's model: --model's (with --init, the checkpoint's architecture, its sizes) for these classes and
+    mel bands, with the model options given (MODEL_OPTIONS); a ValueError names an option the model does not take."""
+    base = ModelConfig(**init["model_config"]) if init else ModelConfig(name=run.model)
+    mcfg = replace(base, n_classes=len(classes), n_mels=audio.n_mels,
+                   **{k: getattr(run, k) for k in MODEL_OPTIONS if getattr(run, k) is not None})
+    mcfg.check()
+    return mcfg
 
 
 def initialise(model, init: dict, run: RunConfig, classes: list[str]) -> dict:
@@ -331,12 +372,31 @@ def build_loop(t: Training) -> None:
     t.loss = Loss.for_training(t.multilabel, run.balance, train_targets, len(t.classes), device)
 
 
+def replan(scheduler, optimizer, steps_done: int) -> None:
+    """A run extended by --resume --epochs: the fresh `scheduler` (planned for the new length) fast-forwarded over
+    the `steps_done` steps (or epochs) already trained, from the schedule's initial learning rate. The rest of the
+    run then follows the schedule it would have had with the new --epochs (one-cycle and cosine anneal to the new
+    end instead of staying at their final, near-zero learning rate)."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"]
+    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": on purpose here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(steps_done):
+            scheduler.step()
+
+
 def restore(t: Training, resume: dict) -> None:
     """A resumed run's weights, optimizer, schedule, counters and random state, from its last.pt."""
     t.model.load_state_dict(resume["model"])
     t.optimizer.load_state_dict(resume["optimizer"])
+    extended = t.run.epochs != resume["run_config"]["epochs"]
     if t.scheduler is not None and resume["scheduler"]:
-        t.scheduler.load_state_dict(resume["scheduler"])
+        if extended and not isinstance(t.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            replan(t.scheduler, t.optimizer, resume["scheduler"]["last_epoch"])
+            print(f"extending {t.out} from {resume['run_config']['epochs']} to {t.run.epochs} epochs: the {t.run.scheduler} "
+                  f"schedule is planned anew for {t.run.epochs} epochs")
+        else:
+            t.scheduler.load_state_dict(resume["scheduler"])
     t.start_epoch, t.step, t.best = resume["epoch"] + 1, resume["global_step"], resume["best_metric"]
     t.history, t.threshold = resume["history"], resume.get("threshold", 0.5)
     set_rng_state(resume["rng"])
@@ -366,9 +426,9 @@ def set_up(run: RunConfig, audio: AudioConfig, given: set, dist: Dist) -> Traini
     resume = None
     if run.resume:
         resume, run, audio = resumed_run(run, given)
-    if run.freeze_backbone and not run.init:
-        raise ValueError("--freeze-backbone needs --init PATH: it trains the head on the backbone's pretrained weights")
     init = load_init(run, audio) if run.init and not resume else None  # a resumed run's weights come from last.pt
+    if not resume:
+        model_config(run, audio, ["?", "?"], init)  # the model's options checked (a ValueError) before the cache
     device = torch.device(dist.device) if dist.device else pick_device(run.device)
     if run.sync_bn and dist.enabled and device.type != "cuda":
         raise ValueError("--sync-bn needs CUDA: torch's SyncBatchNorm has no CPU implementation (leave it off on CPU)")
@@ -381,11 +441,9 @@ def set_up(run: RunConfig, audio: AudioConfig, given: set, dist: Dist) -> Traini
     seed_everything(run.seed)
     if resume:
         mean, std, mcfg = resume["mean"].numpy(), resume["std"].numpy(), ModelConfig(**resume["model_config"])
-    else:  # with --init, the checkpoint's architecture (its sizes); the options given here override it
+    else:
         mean, std = dist.broadcast(normalisation(run, cache, splits["training"][0], init) if dist.main else None)
-        base = ModelConfig(**init["model_config"]) if init else ModelConfig(name=run.model)
-        mcfg = replace(base, n_classes=len(classes), n_mels=audio.n_mels,
-                       **{k: getattr(run, k) for k in ("width", "dropout") if getattr(run, k) is not None})
+        mcfg = model_config(run, audio, classes, init)
     t = Training(run, audio, dist, device, cache, classes, splits, vocab, out, mcfg, None, mean, std,
                  audio.frames_for(run.crop_seconds) if run.crop_seconds else None, None)
     build_network(t, init, resume)
@@ -397,7 +455,7 @@ def set_up(run: RunConfig, audio: AudioConfig, given: set, dist: Dist) -> Traini
         restore(t, resume)
     t.net = t.model if not dist.enabled else torch.nn.parallel.DistributedDataParallel(  # broadcasts rank 0's weights
         t.model, device_ids=[device.index] if device.type == "cuda" else None)
-    config = {"run": asdict(run), "audio": asdict(audio), "model": asdict(mcfg), "classes": classes,
+    config = {"run": asdict(run), "data": t.data, "audio": asdict(audio), "model": asdict(mcfg), "classes": classes,
               "parameters": t.n_params[0], "trained_parameters": t.n_params[1],
               **({"init": t.init_report} if t.init_report else {}), **({"genres": vocab} if t.multilabel else {}),
               **({"distributed": {"world_size": dist.world_size, "backend": dist.backend}} if dist.enabled else {})}
@@ -441,12 +499,13 @@ def run_epoch(t: Training, epoch: int) -> tuple[dict, Optional[dict]]:
     if hasattr(t.loader.sampler, "set_epoch"):  # torchrun: this epoch's shuffle, the same on every rank
         t.loader.sampler.set_epoch(epoch)
 
-    def on_step(m: dict):
-        t.step += 1
-        t.logger.step(t.step, m)
+    def on_log(steps: int, m: dict):
+        t.logger.step(t.step + steps, m)
 
     tr = train_one_epoch(t.net, t.loader, t.optimizer, t.device, t.loss, augment=t.augment, scheduler=per_step,
-                         amp=run.amp, scaler=t.scaler, on_step=on_step, progress=show, dist=dist)
+                         amp=run.amp, scaler=t.scaler, log_interval=run.log_interval, on_log=on_log,
+                         progress=show, dist=dist)
+    t.step += tr["steps"]
     va = (evaluate(t.model, t.val_loader, t.device, t.classes, run.amp, t.multilabel, progress=show, dist=dist)
           if t.val_loader is not None else None)
     if isinstance(t.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -511,6 +570,8 @@ def train(run: RunConfig, audio: AudioConfig, given: set,
     t = set_up(run, audio, given, dist)
     try:  # the W&B run is closed however training ends (an exception, a pruned trial of tune.py)
         finish(t, fit(t, on_epoch))
+    except KeyboardInterrupt:
+        raise Interrupted(t.out) from None
     finally:
         t.logger.close()
     print(f"wrote {t.out}/: {', '.join(sorted(p.name for p in t.out.iterdir() if p.is_file()))}")

@@ -33,34 +33,28 @@ import math
 import os
 import shutil
 import sys
+import threading
 import time
 import warnings
 from dataclasses import asdict, fields, replace
 from pathlib import Path
-from typing import get_args, get_origin, get_type_hints
 
 import yaml
 
-from config import AudioConfig, RunConfig, build_parser, load_config
+from config import (KINDS, AudioConfig, ConfigError, Parser, RunConfig, _base_type, add_options, all_fields,
+                    coerce, names_with, resolve, role)
 
-# main.py options that make no sense for a study (each trial is a new run, into OUT/trial-N/)
-NOT_FOR_TUNE = ("resume", "evaluate_only", "checkpoint", "seeds", "prepare_only")
-# RunConfig fields tune.py sets itself (a space file may not search or fix them)
-SET_BY_TUNE = ("config", "out", "name") + NOT_FOR_TUNE
-# where and how a run executes, not what it trains: left out of best.yaml and of the study's consistency check
-MACHINE = ("config", "data_dir", "cache_dir", "workers", "device", "loader_workers", "threads", "out", "name",
-           "wandb", "wandb_project", "quiet", "bootstrap", "ci_level") + NOT_FOR_TUNE
 SPACE_TYPES = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"},
                "categorical": {"choices"}}
 FINISHED = ("COMPLETE", "PRUNED")  # the TrialStates --n-trials counts
-KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+TUNE_OPTIONS = ("config", "space", "n_trials", "storage", "name", "out", "pruner", "prune_after", "startup_trials",
+                "seed", "timeout", "heartbeat", "max_failures")  # tune.py's own (main.py's --seed: a space entry)
 
 
 def tune_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """tune.py's own options and their defaults (every other option is main.py's, fixed for all trials)."""
-    g = parser.add_argument_group("tune.py (every option above is main.py's: it fixes that setting for every "
-                                  "trial and wins over the space file; not --" +
-                                  ", --".join(o.replace("_", "-") for o in NOT_FOR_TUNE) + ")")
+    g = parser.add_argument_group("tune.py's options (the groups after them are main.py's: each fixes that setting "
+                                  "for every trial and wins over the space file)")
     g.add_argument("--config", default=None, help="base preset (a main.py preset such as configs/best.yaml): "
                    "every trial starts from it; the space file's values and the options given here override it "
                    "(default: none, config.py's defaults)")
@@ -99,7 +93,7 @@ def tune_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-class InputError(Exception):
+class InputError(ConfigError):
     """Bad input (options, space file, storage): exit 2, nothing written."""
 
 
@@ -112,37 +106,6 @@ class Surplus(Exception):
 
 
 # ------------------------------------------------------------------------------------------ search space
-
-def _field_type(name: str) -> type:
-    """The type of RunConfig field `name` (int for Optional[int])."""
-    hint = get_type_hints(RunConfig)[name]
-    return next(a for a in get_args(hint) if a is not type(None)) if get_origin(hint) is not None else hint
-
-
-def _coerce(name: str, value, source: str):
-    """`value` as RunConfig field `name` takes it (PyYAML reads 1e-3 as a string: it becomes 0.001)."""
-    from models import MODELS
-    hint = get_type_hints(RunConfig)[name]
-    optional = get_origin(hint) is not None and type(None) in get_args(hint)
-    tp = _field_type(name)
-    if value is None and optional:
-        return None
-    if tp is float and isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    ok = (isinstance(value, bool) if tp is bool else
-          isinstance(value, int) and not isinstance(value, bool) if tp is int else
-          isinstance(value, (int, float)) and not isinstance(value, bool) if tp is float else isinstance(value, tp))
-    if not ok:
-        raise InputError(f"{source}: {name} must be {'null or ' if optional else ''}{KINDS[tp]}, not {value!r}")
-    choices = tuple(MODELS) if name == "model" else next(f for f in fields(RunConfig) if f.name == name).metadata.get(
-        "choices")
-    if choices and value not in choices:
-        raise InputError(f"{source}: {name} {value!r} is not one of {', '.join(map(str, choices))}")
-    return float(value) if tp is float else value
-
 
 def _param(name: str, spec: dict, source: str) -> dict:
     """One searched parameter, checked: {'type': ..., 'low'/'high'/'log'/'step' or 'choices'}."""
@@ -160,20 +123,20 @@ def _param(name: str, spec: dict, source: str) -> dict:
         if not isinstance(choices, list) or len(choices) < 2:
             raise InputError(f"{where}: choices must be a list of at least two values, not {choices!r} (a single "
                              f"value is written `{name}: VALUE`)")
-        choices = [_coerce(name, c, source) for c in choices]
+        choices = [coerce(name, c, source) for c in choices]
         if len(set(map(repr, choices))) < len(choices):
             raise InputError(f"{where}: a choice is given twice in {choices}")
         return {"type": kind, "choices": choices}
     if "low" not in spec or "high" not in spec:
         raise InputError(f"{where}: type {kind} needs low and high")
-    tp = _field_type(name)
+    tp = _base_type(name)[0]
     if tp not in ((float,) if kind == "float" else (int, float)):
         hint = "type: int" if tp is int else "type: categorical"
         raise InputError(f"{where}: a {kind} range does not fit {name}, which must be {KINDS[tp]} (write `{hint}`)")
     if kind == "int" and not all(isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in ("low", "high")):
         raise InputError(f"{where}: low and high of an int range must be integers, not {spec['low']!r}, "
                          f"{spec['high']!r}")
-    low, high = (_coerce(name, spec[k], source) if kind == "float" else spec[k] for k in ("low", "high"))
+    low, high = (coerce(name, spec[k], source) if kind == "float" else spec[k] for k in ("low", "high"))
     if not low < high:
         raise InputError(f"{where}: empty range: low {low} must be below high {high}")
     log, step = spec.get("log", False), spec.get("step")
@@ -211,15 +174,18 @@ def load_space(path: str) -> tuple[dict, dict]:
             close = difflib.get_close_matches(name, sorted(run_fields), n=1)
             raise InputError(f"{path}: unknown parameter {key!r}: not a RunConfig field of config.py"
                              + (f" (did you mean {close[0]}?)" if close else "") + "; python main.py --help lists them")
-        if name in SET_BY_TUNE:
+        if role(name) == "command":
             raise InputError(f"{path}: {name} is set by tune.py, not searched")
+        if role(name) == "machine":
+            raise InputError(f"{path}: {name} says where and how trials run, not what they learn: give it on the "
+                             f"command line (--{name.replace('_', '-')})")
         if isinstance(spec, dict):
             search[name] = _param(name, spec, path)
         elif isinstance(spec, list):
             raise InputError(f"{path}: {name}: a list is not a value; a choice is written "
                              f"`{name}: {{type: categorical, choices: {spec}}}`")
         else:
-            fixed[name] = _coerce(name, spec, path)
+            fixed[name] = coerce(name, spec, path)
     return search, fixed
 
 
@@ -233,60 +199,53 @@ def suggest(trial, name: str, p: dict):
 
 # ------------------------------------------------------------------------------------------ storage
 
-def _beating(base: type) -> type:
-    """Optuna storage class `base` with a heartbeat that also covers a trial that never beat: a running trial
-    records time.time() in its system attrs every `heartbeat` s (Optuna's heartbeat thread calls
-    record_heartbeat); one RUNNING for longer than 2 x `heartbeat` since its last record, or since its start
-    when it has none (a worker killed between creating the trial and its first beat, which Optuna's RDB
-    heartbeat would wait on forever), is stale, and optuna.storages.fail_stale_trials marks it FAIL. Uses
-    Optuna's heartbeat mixin (a private module in Optuna 5.1, which gives JournalStorage no heartbeat)."""
-    from optuna.storages._heartbeat import BaseHeartbeat
-    from optuna.trial import TrialState
+class Heartbeat:
+    """A running trial's heartbeat through Optuna's public API: a thread records time.time() in the trial's user
+    attribute "heartbeat" every `seconds` (RDB storages and journal files alike); `fail_stale` reads it."""
 
-    class Beating(base, BaseHeartbeat):
-        def __init__(self, *args, heartbeat: int, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.beat = heartbeat
+    def __init__(self, trial, seconds: float):
+        self.trial, self.seconds, self.stop = trial, seconds, threading.Event()
+        trial.set_user_attr("heartbeat", time.time())  # the first beat before training starts
+        self.thread = threading.Thread(target=self.run, name="heartbeat", daemon=True)
+        self.thread.start()
 
-        def record_heartbeat(self, trial_id: int) -> None:
+    def run(self) -> None:
+        while not self.stop.wait(self.seconds):
             try:
-                self.set_trial_system_attr(trial_id, "heartbeat", time.time())
+                self.trial.set_user_attr("heartbeat", time.time())
             except Exception:  # failed by another worker meanwhile: its tell() will say so
-                pass
+                return
 
-        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-            now = time.time()
-            return [t._trial_id for t in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-                    if now - t.system_attrs.get("heartbeat", t.datetime_start.timestamp()) > 2 * self.beat]
+    def __enter__(self) -> "Heartbeat":
+        return self
 
-        def get_heartbeat_interval(self) -> int:
-            return self.beat
-
-        def get_heartbeat_stale_trial_callback(self):
-            return report_stale
-
-    return Beating
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
-def _journal_storage(path: str, heartbeat: int):
-    """A JournalStorage (a file that workers on many machines append to) with the heartbeat of _beating."""
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+def fail_stale(study, heartbeat: float) -> None:
+    """Mark FAIL (study.tell) every RUNNING trial without a heartbeat for 2 x `heartbeat` seconds since its last
+    one, or since its start when it has none (a worker killed between creating the trial and its first beat):
+    its worker died. The machines' clocks are compared, so they must agree to well within a heartbeat."""
+    import optuna
+    now = time.time()
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        last = t.user_attrs.get("heartbeat", t.datetime_start.timestamp())
+        if now - last > 2 * heartbeat:
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            print(f"trial {t.number}: no heartbeat from its worker (killed?): marked FAIL, not counted", flush=True)
 
-    if not Path(path).parent.is_dir():
-        raise InputError(f"journal file {path}: folder {Path(path).parent} does not exist")
-    return _beating(JournalStorage)(JournalFileBackend(path), heartbeat=heartbeat)
 
-
-def report_stale(study, trial) -> None:
-    print(f"trial {trial.number}: no heartbeat from its worker (killed?): marked FAIL, not counted", flush=True)
-
-
-def open_storage(spec: str, heartbeat: int):
+def open_storage(spec: str):
     """--storage -> an Optuna storage, opened (InputError when it cannot be: nothing is written then)."""
     import optuna
     if spec.startswith("journal:") or (spec.endswith(".log") and "://" not in spec):
-        return _journal_storage(spec.removeprefix("journal:"), heartbeat)
+        path = spec.removeprefix("journal:")
+        if not Path(path).parent.is_dir():
+            raise InputError(f"journal file {path}: folder {Path(path).parent} does not exist")
+        from optuna.storages.journal import JournalFileBackend
+        return optuna.storages.JournalStorage(JournalFileBackend(path))
     if "://" not in spec:
         raise InputError(f"--storage {spec}: not an Optuna storage: give an RDB URL (sqlite:///PATH.db, "
                          "postgresql://USER:PASSWORD@HOST/DB, mysql://...) or a journal file (PATH.log, journal:PATH)")
@@ -302,7 +261,7 @@ def open_storage(spec: str, heartbeat: int):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             try:
-                return _beating(optuna.storages.RDBStorage)(spec, engine_kwargs=engine, heartbeat=heartbeat)
+                return optuna.storages.RDBStorage(spec, engine_kwargs=engine)
             except Exception as e:  # no driver, unreachable server, bad URL, no permission
                 reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 if attempt < 4 and ("already exists" in reason or "locked" in reason or "UNIQUE" in reason):
@@ -354,38 +313,38 @@ def make_pruner(args):
 
 # ------------------------------------------------------------------------------------------ options
 
+REFUSED = {f"--{n.replace('_', '-')}": "each trial is a new run in OUT/trial-N/ (rerun the tune.py command to "
+           "continue a study)" for n in ("resume", "evaluate_only", "checkpoint", "seeds", "prepare_only", "shard")}
+
+
+def tune_parser() -> Parser:
+    """tune.py's options first, then main.py's (but those tune.py sets itself: the `command` ones, and --seed)."""
+    parser = Parser(prog="tune.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                    allow_abbrev=False)
+    parser.refused = REFUSED
+    return add_options(tune_options(parser), skip=names_with("command") + ("seed",))
+
+
 def parse(argv) -> tuple[argparse.Namespace, RunConfig, AudioConfig, set, set]:
     """-> tune.py's options, the base run and audio (defaults <- --config <- main.py options), the names set
     by the preset or the command line, and those set on the command line."""
-    parser = build_parser(__doc__.splitlines()[0])
-    parser.description, parser.epilog = __doc__, None
-    parser.conflict_handler = "resolve"  # tune.py's --config, --name, --out, --seed replace main.py's
-    tune_options(parser).parse_args(argv)  # --help, and unknown options fail loudly (exit 2)
-    own = tune_options(argparse.ArgumentParser(add_help=False, allow_abbrev=False))
-    args, rest = own.parse_known_args(argv)
-    cli = {k for k, v in vars(build_parser().parse_args(rest)).items() if v is not None}
-    if args.config and not Path(args.config).is_file():
-        raise InputError(f"--config {args.config}: no such file")
-    try:
-        run, audio, given = load_config(rest + (["--config", args.config] if args.config else []))
-    except SystemExit as e:  # an unknown key in the preset
-        raise InputError(str(e.code).removeprefix("error: ")) from None
-    bad = [k for k in NOT_FOR_TUNE if k in given and getattr(run, k)]
-    if bad:
-        raise InputError(f"--{bad[0].replace('_', '-')} is not for tune.py: each trial is a new run in OUT/trial-N/ "
-                         "(rerun the tune.py command to continue a study)")
+    args = tune_parser().parse_args(argv)
+    cli = {k: v for k, v in vars(args).items() if v is not None and k in all_fields() and k not in TUNE_OPTIONS}
+    run, audio, given = resolve({**cli, **({"config": args.config} if args.config else {})})
+    run = replace(run, data_dir=str(Path(run.data_dir).resolve()),  # what best.yaml records: valid anywhere
+                  cache_dir=str(Path(run.cache_dir).resolve()) if run.cache_dir else None)
     for option, value, low in (("--n-trials", args.n_trials, 1), ("--heartbeat", args.heartbeat, 1),
                                ("--prune-after", args.prune_after, 1), ("--startup-trials", args.startup_trials, 0),
                                ("--max-failures", args.max_failures, 0)):
         if value < low:
             raise InputError(f"{option} must be at least {low}, not {value}")
-    return args, run, audio, given - {"config"}, cli
+    return args, run, audio, (given - {"config"}) | {"data_dir"}, set(cli)
 
 
 def training_values(run: RunConfig, audio: AudioConfig, keys) -> dict:
     """The named settings of a run, without the machine-specific ones: a preset's content."""
     both = {**asdict(audio), **asdict(run)}
-    return {k: both[k] for k in sorted(keys) if k not in MACHINE}
+    return {k: both[k] for k in sorted(keys) if role(k) not in ("machine", "command")}
 
 
 # ------------------------------------------------------------------------------------------ the study
@@ -433,7 +392,8 @@ def make_objective(args, base: RunConfig, audio: AudioConfig, given: set, search
                 raise optuna.TrialPruned(f"{metric} {value:.4f} after epoch {epoch}")
 
         try:
-            train(run, run_audio, given | set(search) | set(fixed) | {"out"}, on_epoch=on_epoch)
+            with Heartbeat(trial, args.heartbeat):
+                train(run, run_audio, given | set(search) | set(fixed) | {"out"}, on_epoch=on_epoch)
         except optuna.TrialPruned:
             for checkpoint in run_dir.glob("*.pt"):
                 checkpoint.unlink()
@@ -461,12 +421,9 @@ def counts(study) -> tuple[int, int]:
 
 def work(study, objective, args, state: dict) -> str:
     """Run trials until the study has --n-trials finished and none running; -> why this worker stopped."""
-    import optuna
     started = time.monotonic()
     while True:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)  # a dead worker's RUNNING trial -> FAIL
+        fail_stale(study, args.heartbeat)  # a dead worker's RUNNING trial -> FAIL
         finished, running = counts(study)
         if finished >= args.n_trials and not running:
             return f"the study has its {finished} finished trials"
@@ -550,7 +507,7 @@ def write_outputs(study, metric: str, names: list[str], out: Path) -> None:
         best = study.best_trial
         header = (f"# tune.py study {study.study_name}: trial {best.number} of {len(study.trials)}, "
                   f"best {metric} {best.value:.4f} (validation split)\n"
-                  f"# python main.py --config {out / 'best.yaml'} --data-dir DATA\n")
+                  f"# python main.py --config {out / 'best.yaml'}   (the study's data: data_dir below)\n")
         text = header + yaml.safe_dump(best.user_attrs["preset"], sort_keys=False)
         _replace(out / "best.yaml", lambda tmp: tmp.write_text(text))
         print(f"best: trial {best.number}, {metric} {best.value:.4f}: "
@@ -566,7 +523,7 @@ def main(argv=None) -> int:
     from cache import open_cache
     from models import MODELS
     from models_utils import CheckpointError, model_audio
-    from utils import DataError, demo_if_no_fma
+    from utils import DataError
     made = None
     try:
         args, base, audio, given, cli = parse(argv)
@@ -585,14 +542,13 @@ def main(argv=None) -> int:
         if not name or not all(c.isalnum() or c in "._-" for c in name):
             raise InputError(f"--name {name!r}: use letters, digits, '.', '_' and '-'")
         out = Path(args.out or Path("runs") / "tune" / name)
-        storage = open_storage(args.storage, args.heartbeat) if args.storage else None  # fail fast
-        base = demo_if_no_fma(base, given)
+        storage = open_storage(args.storage) if args.storage else None  # fail fast
         for audio_params in {model_audio(replace(base, model=m), audio, given) for m in models}:
             open_cache(base, audio_params)  # every trial's cache, before anything of the study is written
         if storage is None:
             made = not out.exists()
             out.mkdir(parents=True, exist_ok=True)
-            storage = open_storage(f"sqlite:///{out.resolve() / 'study.db'}", args.heartbeat)
+            storage = open_storage(f"sqlite:///{out.resolve() / 'study.db'}")
         metric = "val_macro_roc_auc" if base.target == "all" else "val_accuracy"
         study = optuna.create_study(study_name=name, storage=storage, sampler=make_sampler(args.seed),
                                     pruner=make_pruner(args), direction="maximize", load_if_exists=True)
@@ -600,7 +556,7 @@ def main(argv=None) -> int:
                             "base": training_values(base, audio, given)})
         made = False
         out.mkdir(parents=True, exist_ok=True)
-    except InputError as e:
+    except ConfigError as e:
         if made:  # the default storage's folder, created for nothing
             shutil.rmtree(out, ignore_errors=True)
         print(f"error: {e}", file=sys.stderr)

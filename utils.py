@@ -15,7 +15,6 @@ from __future__ import annotations
 import ast
 import csv
 import itertools
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Optional
 
@@ -198,17 +197,48 @@ def load_metadata(data_dir, subset: str = "small") -> tuple[pd.DataFrame, pd.Dat
     return tracks, genres
 
 
-def demo_if_no_fma(run: RunConfig, given: set) -> RunConfig:
-    """`python main.py` with no --data-dir and no FMA in data/: the synthetic demo set in data/demo,
-    generated (about 3 minutes, once) if absent. An explicit --data-dir is never replaced."""
-    if "data_dir" in given or (Path(run.data_dir) / "fma_metadata" / "tracks.csv").is_file():
-        return run
-    demo = Path(run.data_dir) / "demo"
-    print(f"no FMA in {run.data_dir}/ (get it with `bash download_data.sh {run.subset}`): "
-          f"using the synthetic demo set {demo}/ (demo numbers are not FMA numbers)")
-    import demo_data
-    demo_data.main(["--out", str(demo)])  # does nothing when the set is already there
-    return replace(run, data_dir=str(demo))
+MANIFEST_COLUMNS = ("path", "label", "split", "group")  # a manifest's header: path,label[,split][,group]
+
+
+def read_manifest(path, need_label: bool = True, check_files: bool = False) -> pd.DataFrame:
+    """A CSV manifest -> a table of str columns path (absolute: relative paths are read from the CSV's folder),
+    label ('' when absent; several labels separated by ';'), split and group ('' when absent).
+
+    A DataError names the file and the first offending row (its line number) for: no path column (or no label
+    column when `need_label`), an empty path, an empty label (`need_label`), a split other than training,
+    validation or test, a path listed twice and, with `check_files`, a file that does not exist."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"manifest {path} not found")
+    table = _read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    table.columns = [str(c).strip().lower() for c in table.columns]
+    missing = [c for c in MANIFEST_COLUMNS[:2 if need_label else 1] if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: no {' or '.join(missing)} column (a manifest's header is path,label[,split][,group]; "
+                        f"it has {','.join(table.columns) or 'nothing'})")
+    if table.empty:
+        raise DataError(f"{path}: no rows under its header")
+    table = table.reindex(columns=MANIFEST_COLUMNS, fill_value="").apply(lambda c: c.str.strip())
+    line = lambda i: f"{path}, line {int(i) + 2}"  # noqa: E731 (the header is line 1)
+    problems = (("an empty path", table["path"] == ""),
+                ("an empty label", (table["label"] == "") if need_label else table["path"] != table["path"]),
+                ("a split that is not training, validation or test",
+                 ~table["split"].isin(SPLITS + ("",))))
+    for what, bad in problems:
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"{line(i)}: {what}" + (f" ({table['split'].iloc[i]!r})" if "split" in what else ""))
+    table["path"] = [str((path.parent / p).resolve()) if not Path(p).is_absolute() else p for p in table["path"]]
+    twice = table["path"].duplicated()
+    if twice.any():
+        i = int(np.flatnonzero(twice.to_numpy())[0])
+        raise DataError(f"{line(i)}: {table['path'].iloc[i]} is listed twice")
+    if check_files:
+        absent = [i for i, p in enumerate(table["path"]) if not Path(p).is_file()]
+        if absent:
+            raise DataError(f"{line(absent[0])}: {table['path'].iloc[absent[0]]} not found"
+                            + (f" (and {len(absent) - 1} more files)" if len(absent) > 1 else ""))
+    return table
 
 
 def genre_path(genre_id: int, genres: pd.DataFrame, sep: str = " > ") -> str:

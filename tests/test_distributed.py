@@ -16,6 +16,8 @@ from distributed import Dist, ShardedBatches, WeightedSampler
 from config import parse_shard
 from models_utils import load_checkpoint
 
+pytestmark = pytest.mark.slow  # minutes of work: pytest -m "not slow" leaves it out
+
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 CACHE_FILES = ("features.npy", "index.csv", "meta.json", "started.json")
 

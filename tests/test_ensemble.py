@@ -31,8 +31,10 @@ def members(demo, tmp_path_factory):
     return {name: root / name / "best.pt" for name in MEMBERS}
 
 
-def evaluate_only(demo, out, *checkpoint_args) -> int:
-    return main.main(["--evaluate-only", *map(str, checkpoint_args), "--data-dir", str(demo / "data"),
+def evaluate_only(demo, out, *checkpoints) -> int:
+    """main.py --evaluate-only of one checkpoint, or of the ensemble of several (--checkpoint repeated)."""
+    return main.main(["--evaluate-only", *[a for c in checkpoints for a in ("--checkpoint", str(c))],
+                      "--data-dir", str(demo / "data"),
                       "--cache-dir", str(demo / "cache"), "--out", str(out), "--wandb", "disabled"])
 
 
@@ -46,10 +48,10 @@ def probabilities(run_dir) -> dict[int, np.ndarray]:
 def test_ensemble_is_the_mean_of_its_members(members, demo, tmp_path, capsys):
     singles = {}
     for name, ckpt in members.items():
-        assert evaluate_only(demo, tmp_path / name, "--checkpoint", ckpt) == 0
+        assert evaluate_only(demo, tmp_path / name, ckpt) == 0
         singles[name] = json.loads((tmp_path / name / "results.json").read_text())
         assert "members" not in singles[name] and singles[name]["model"] == "cnn1d"  # one checkpoint: as before
-    assert evaluate_only(demo, tmp_path / "ens", "--checkpoint", members["a"], members["mel64"]) == 0
+    assert evaluate_only(demo, tmp_path / "ens", members["a"], members["mel64"]) == 0
     stdout = capsys.readouterr().out
     res = json.loads((tmp_path / "ens" / "results.json").read_text())
     assert res["model"] == "ensemble" and [m["checkpoint"] for m in res["members"]] == list(map(str, members.values()))
@@ -66,10 +68,10 @@ def test_ensemble_is_the_mean_of_its_members(members, demo, tmp_path, capsys):
     assert list(ensemble) == list(own[0])
     for tid, p in ensemble.items():
         assert p == pytest.approx(np.mean([o[tid] for o in own], axis=0), abs=2e-6)
-    assert (tmp_path / "ens" / "test_files.txt").read_text() == (tmp_path / "a" / "test_files.txt").read_text()
+    assert (tmp_path / "ens" / "test_files.csv").read_text() == (tmp_path / "a" / "test_files.csv").read_text()
 
     # prediction: two members (128 and 64 mels) on two files of the test split
-    files = (tmp_path / "a" / "test_files.txt").read_text().split()[:2]
+    files = [row["path"] for row in csv.DictReader(open(tmp_path / "a" / "test_files.csv"))][:2]
     assert ptm.main(["--checkpoint", str(members["a"]), "--checkpoint", str(members["mel64"]), "--format", "json",
                      "--top-k", "2", *files]) == 0
     out, err = capsys.readouterr()
@@ -107,21 +109,23 @@ def test_mismatched_members_are_refused(members, demo, tmp_path, capsys, rewrite
     bad = tmp_path / "bad.pt"
     expected = message.format(a=members["a"], bad=bad, last=state["classes"][-1])
     torch.save(rewrite(state), bad)
-    assert evaluate_only(demo, tmp_path / "e", "--checkpoint", members["a"], bad) == 2
+    assert evaluate_only(demo, tmp_path / "e", members["a"], bad) == 2
     assert expected in capsys.readouterr().err and not (tmp_path / "e").exists()
     assert ptm.main(["--checkpoint", str(members["a"]), "--checkpoint", str(bad), str(tmp_path / "x.mp3")]) == 2
     assert expected in capsys.readouterr().err
 
 
 def test_single_checkpoint_options_refuse_an_ensemble(members, capsys):
-    with pytest.raises(SystemExit) as e:
-        ptm.main(["--checkpoint", str(members["a"]), "--checkpoint", str(members["mel64"]), "--segments", "x.mp3"])
-    assert e.value.code == 2 and "--segments: one --checkpoint only" in capsys.readouterr().err
+    code = ptm.main(["--checkpoint", str(members["a"]), "--checkpoint", str(members["mel64"]), "--segments", "x.mp3"])
+    assert code == 2 and "--segments: one --checkpoint only" in capsys.readouterr().err
 
 
-def test_checkpoint_takes_several_paths_and_repeats(tmp_path):
-    from config import load_config
-    assert load_config(["--checkpoint", "a", "b", "--checkpoint", "c"])[0].checkpoint == ["a", "b", "c"]
+def test_checkpoint_takes_one_path_and_repeats(tmp_path):
+    """--checkpoint A --checkpoint B in both tools; `--checkpoint A B` is a mistake, not a silent single model."""
+    from config import ConfigError, load_config
+    assert load_config(["--checkpoint", "a", "--checkpoint", "c"])[0].checkpoint == ["a", "c"]
+    with pytest.raises(ConfigError, match="--checkpoint takes one path; for an ensemble repeat the option"):
+        load_config(["--checkpoint", "a", "b"])
     preset = tmp_path / "p.yaml"
     for text, paths in (("checkpoint: [a.pt, b.pt]\n", ["a.pt", "b.pt"]), ("checkpoint: a.pt\n", ["a.pt"])):
         preset.write_text(text)

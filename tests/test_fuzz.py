@@ -37,6 +37,8 @@ from models_utils import save_checkpoint
 from audio import MAX_DECODE_SECONDS, AudioError, _decode_soundfile, load_audio
 from utils import audio_path
 
+pytestmark = pytest.mark.slow  # minutes of work: pytest -m "not slow" leaves it out
+
 SEED = 1234
 SOURCE_MP3S = REAL_CLIPS + [MONO_44K, STEREO_48K]   # the 8 real clips
 EXCERPT_SECONDS = 12        # the wav/flac/ogg sources: this much of a decoded real clip
@@ -257,7 +259,7 @@ def cache_run(corpus, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """A CNN1D with random weights, saved with the keys pre_trained_models.Predictor reads."""
+    """A CNN1D with random weights, saved with the keys predictor.Predictor reads."""
     audio = AudioConfig()
     torch.manual_seed(0)
     model = build_model(ModelConfig(name="cnn1d", n_classes=8, n_mels=audio.n_mels)).eval()

@@ -100,7 +100,7 @@ def test_ablation_flags(name, kw):
 def test_bad_config_is_value_error():
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         make("nope")
-    with pytest.raises(ValueError, match="cnn1d: does not take temporal_pool"):
+    with pytest.raises(ValueError, match="cnn1d does not take --temporal-pool"):
         make("cnn1d", temporal_pool="mean")
     with pytest.raises(ValueError, match="crnn: temporal_pool must be one of"):
         make("crnn", temporal_pool="first")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import pre_trained_models as ptm
-from conftest import DATA, REAL_CLIPS, make_large_tree, run_main
+from conftest import DATA, NO_AUG, REAL_CLIPS, make_large_tree, run_main
 from loss import Loss
 from utils import sample_weights
 from metrics import multilabel_metrics, tune_threshold
@@ -125,7 +125,7 @@ def test_vocabulary_on_real_fma_excerpt(real_tree, tmp_path):
     out = tmp_path / "all"
     r = run_main("--data-dir", real_tree, "--subset", "large", "--cache-dir", real_tree / "cache", "--target", "all",
                  "--model", "cnn1d", "--epochs", 1, "--batch-size", 8, "--crop-seconds", 2, "--eval-crops", 2,
-                 "--balance", "weights", "--wandb", "disabled", "--out", out)
+                 "--balance", "weights", "--wandb", "disabled", "--out", out, *NO_AUG)
     assert r.returncode == 0, r.stdout + r.stderr
     tracks = load_tracks(real_tree / "fma_metadata" / "tracks.csv")
     train = tracks[tracks[("set", "split")] == "training"]
@@ -142,7 +142,7 @@ def test_vocabulary_on_real_fma_excerpt(real_tree, tmp_path):
     # --target top on the same cache leaves them out and says how many
     r = run_main("--data-dir", real_tree, "--subset", "large", "--cache-dir", real_tree / "cache", "--model", "cnn1d",
                  "--epochs", 1, "--batch-size", 8, "--crop-seconds", 2, "--balance", "sampler", "--wandb", "disabled",
-                 "--out", tmp_path / "top")
+                 "--out", tmp_path / "top", *NO_AUG)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "left out 5 decoded tracks without a known top genre" in r.stdout and "24 training" in r.stdout
 
@@ -155,7 +155,7 @@ def run_all(demo, tmp_path_factory):
     out = tmp_path_factory.mktemp("ml_runs") / "all"
     r = run_main("--data-dir", demo / "data", "--cache-dir", demo / "cache", "--out", out, "--target", "all",
                  "--model", "crnn", "--width", 8, "--batch-size", 16, "--crop-seconds", 2, "--eval-crops", 3,
-                 "--lr", 5e-3, "--epochs", 6, "--mixup", 0.2, "--wandb", "offline",
+                 "--lr", 5e-3, "--epochs", 6, "--mixup", 0.2, "--wandb", "offline", *NO_AUG,
                  timeout=900)  # about 35 s of CPU; a machine busy with other jobs can stretch it past 300 s
     assert r.returncode == 0, r.stdout + r.stderr
     return out, r.stdout

@@ -52,7 +52,7 @@ def test_port_equals_original_on_the_same_patches(reference, which):
 def test_song_probabilities_from_the_audio_file_match_the_original(reference, which):
     """Our decoding (soundfile + soxr) and log_mel, float16 as cached, musicnn's patches, the port:
     the song-level tags of the original (librosa.load + melspectrogram + TensorFlow), within 0.02."""
-    from pre_trained_models import Predictor, Song
+    from predictor import Predictor, Song
     model, state = load_port(which)
     predictor = Predictor(state, torch.device("cpu"))
     songs = list(predictor.predict(predictor.load(Song(str(DATA / f))) for f in reference["files"]))

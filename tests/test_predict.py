@@ -19,15 +19,16 @@ import soundfile as sf
 import torch
 
 import pre_trained_models as ptm
+import predictor
 from config import AudioConfig
-from conftest import DATA, MONO_44K, REAL_CLIPS, ROOT, STEREO_44K, STEREO_48K, run_main
+from conftest import DATA, MONO_44K, NO_AUG, REAL_CLIPS, ROOT, STEREO_44K, STEREO_48K, run_main
 import audio
 from audio import clip_from_wave, load_audio, log_mel
 from utils import audio_path, crop_starts, eval_windows
 
 CROP_SECONDS, K = 3, 4  # the checkpoint's training crop and evaluation crops
 EIGHT_REAL = REAL_CLIPS + [MONO_44K, STEREO_48K]
-JSON_KEYS = {"path", "status", "error", "duration_s", "windows", "top_k", "probabilities"}
+JSON_KEYS = {"path", "status", "error", "warnings", "duration_s", "windows", "top_k", "probabilities"}
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def trained(tmp_path_factory):
                     "2", "--seconds", "5", "--workers", "2"], check=True, capture_output=True, cwd=ROOT)
     r = run_main("--data-dir", root / "demo", "--cache-dir", root / "cache", "--out", root / "run", "--model", "cnn1d",
                  "--epochs", 2, "--batch-size", 4, "--lr", 3e-3, "--crop-seconds", CROP_SECONDS, "--eval-crops", K,
-                 "--scheduler", "none", "--wandb", "disabled", "--workers", 2)
+                 "--scheduler", "none", "--wandb", "disabled", "--workers", 2, *NO_AUG)
     assert r.returncode == 0, r.stdout + r.stderr
     return root
 
@@ -77,7 +78,7 @@ def songs(tmp_path_factory):
     (bad / "webpage.mp3").write_text("<html>404 not found</html>\n" * 50)
     data = REAL_CLIPS[2].read_bytes()
     (bad / "truncated.mp3").write_bytes(data[: len(data) // 4])
-    sf.write(bad / "short.wav", mono22[: int(1.5 * 22050)], 22050)
+    sf.write(bad / "short.wav", mono22[: int(0.3 * 22050)], 22050)  # below predictor.MIN_SECONDS
     (bad / "noise.flac").write_bytes(np.random.default_rng(0).bytes(5000))
     (bad / "song.m4a").write_bytes(b"\0" * 2000)  # no decoder here (no ffmpeg): a clear message
     return d
@@ -129,6 +130,7 @@ def test_acceptance_other_formats_lengths_rates_mixed_with_broken_files(ckpt, so
         assert row["status"] == "ok" and row["genre_1"] and row["genre_3"] and float(row["prob_1"]) > 0
     assert abs(float(by_name["five_minutes.wav"]["duration_s"]) - 300) < 0.01
     lines = r.stderr.strip().splitlines()
+    assert lines.pop(0) == f"warning: {ckpt} was trained on the synthetic demo set: its genres mean nothing for real music"
     errors = error_lines(r.stderr)
     assert len(errors) == len(bad) and lines == errors + [f"predicted 6 of 13 files; 7 failed"], r.stderr
     reasons = {"empty.mp3": "empty file", "webpage.mp3": "not decodable", "truncated.mp3": "truncated",
@@ -189,17 +191,17 @@ def test_json_and_csv_schemas(ckpt, songs, tmp_path, capsys):
     assert ok["status"] == "ok" and ok["error"] == "" and isinstance(ok["duration_s"], float) and ok["windows"] == K
     assert [set(t) for t in ok["top_k"]] == [{"genre", "probability"}] * 2
     assert bad == {"path": str(files[1]), "status": "error", "error": f"{files[1]}: empty file (0 bytes)",
-                   "duration_s": None, "windows": 0, "top_k": [], "probabilities": {}}
+                   "warnings": [], "duration_s": None, "windows": 0, "top_k": [], "probabilities": {}}
     out_file = tmp_path / "sub" / "preds.csv"
     code, out, err = predict(capsys, "--checkpoint", ckpt, "--format", "csv", "--output", out_file, *files)
     assert code == 1 and out == "" and f"wrote {out_file}" in err
     with open(out_file, newline="") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["path", "status", "error", "duration_s", "windows",
+    assert rows[0] == ["path", "status", "error", "warnings", "duration_s", "windows",
                        "genre_1", "prob_1", "genre_2", "prob_2", "genre_3", "prob_3"]
-    assert rows[1][:5] == [str(files[0]), "ok", "", "10.000", str(K)]
-    assert rows[1][5] == ok["top_k"][0]["genre"] and abs(float(rows[1][6]) - ok["top_k"][0]["probability"]) < 1e-6
-    assert rows[2] == [str(files[1]), "error", f"{files[1]}: empty file (0 bytes)", "", "0"] + [""] * 6
+    assert rows[1][:6] == [str(files[0]), "ok", "", "", "10.000", str(K)]
+    assert rows[1][6] == ok["top_k"][0]["genre"] and abs(float(rows[1][7]) - ok["top_k"][0]["probability"]) < 1e-6
+    assert rows[2] == [str(files[1]), "error", f"{files[1]}: empty file (0 bytes)", "", "", "0"] + [""] * 6
 
 
 def test_segments_table_and_plot(ckpt, whole_clip_ckpt, songs, tmp_path, capsys):
@@ -238,9 +240,9 @@ def test_batching_does_not_change_predictions(ckpt, songs, capsys):
 # ------------------------------------------------------------------------- same features and windows as evaluation
 
 def test_features_are_the_caches_and_long_songs_are_computed_in_blocks(ckpt, songs, monkeypatch):
-    p = ptm.load_predictor(str(ckpt), "cpu")
+    p = predictor.load_predictor(str(ckpt), "cpu")
     for path in (STEREO_48K, songs / "ten_seconds.wav"):  # up to the clip length: the cache's exact features
-        song = p.load(ptm.Song(str(path)))
+        song = p.load(predictor.Song(str(path)))
         assert np.array_equal(song.features, clip_from_wave(load_audio(path, p.audio.sample_rate), p.audio)[0])
         valid = min(1 + len(load_audio(path, p.audio.sample_rate)) // p.audio.hop_length, p.audio.clip_frames)
         windows = np.stack([song.features[:, s:s + p.window_frames] for s in song.starts])
@@ -252,13 +254,13 @@ def test_features_are_the_caches_and_long_songs_are_computed_in_blocks(ckpt, son
 
 
 def test_windowing_rule(ckpt, whole_clip_ckpt, tmp_path):
-    p, w = ptm.load_predictor(str(ckpt), "cpu"), ptm.load_predictor(str(whole_clip_ckpt), "cpu")
+    p, w = predictor.load_predictor(str(ckpt), "cpu"), predictor.load_predictor(str(whole_clip_ckpt), "cpu")
     sr, clip = 22050, p.audio.clip_frames
     tone = 0.1 * np.sin(np.arange(95 * sr) * 2 * np.pi * 440 / sr).astype(np.float32)
     for seconds, windows, whole in ((4, K, 1), (30, K, 1), (30.8, K, 1), (45, 2 * K, 2), (95, 4 * K, 4)):
         f = tmp_path / f"{seconds}.wav"
         sf.write(f, tone[: int(seconds * sr)], sr)
-        a, b = p.load(ptm.Song(str(f))), w.load(ptm.Song(str(f)))
+        a, b = p.load(predictor.Song(str(f))), w.load(predictor.Song(str(f)))
         assert len(a.starts) == windows and len(b.starts) == whole, seconds
         frames, audio_frames = a.features.shape[1], 1 + int(seconds * sr) // 512
         assert frames == (clip if seconds <= 31 else audio_frames)
@@ -291,7 +293,7 @@ def test_same_accuracy_as_test_py_evaluation(trained, ckpt, tmp_path, capsys):
     assert np.mean([g == t["label"] for g, t in zip(top, tracks)]) == results["accuracy"]
     # and test.evaluate on the cached clips gives the same probabilities, track by track
     state = torch.load(ckpt, weights_only=True)
-    p = ptm.load_predictor(str(ckpt), "cpu")
+    p = predictor.load_predictor(str(ckpt), "cpu")
     cache = prepare_cache(trained / "demo", "small", AudioConfig(**state["audio"]), cache_dir=trained / "cache",
                           progress=False, log=lambda s: None)
     rows = cache.ok.set_index("track_id").loc[[t["track_id"] for t in tracks]]
@@ -303,6 +305,32 @@ def test_same_accuracy_as_test_py_evaluation(trained, ckpt, tmp_path, capsys):
     mine = np.array([list(t["probabilities"].values()) for t in tracks])
     assert np.allclose(metrics["probs"], mine, atol=1e-5)
     assert metrics["accuracy"] == results["accuracy"]
+    # main.py's test report (what --evaluate-only writes) has those probabilities too
+    with open(trained / "run" / "test_predictions.csv") as f:
+        reported = {int(r["track_id"]): [float(r[f"p_{c}"]) for c in state["classes"]] for r in csv.DictReader(f)}
+    assert np.allclose([reported[t["track_id"]] for t in tracks], mine, atol=1e-5)
+
+
+def test_prediction_and_evaluation_share_one_inference_function(trained, ckpt, monkeypatch, capsys):
+    """One function turns windows into probabilities for both: test.infer, called by test.evaluate and by the
+    Predictor that pre_trained_models.py runs (so AMP and everything else are the same by construction)."""
+    import test as evaluation
+    assert predictor.infer is evaluation.infer
+    callers = []
+
+    def infer(*args, **kwargs):
+        import inspect
+        callers.append(inspect.stack()[1].function)
+        return real(*args, **kwargs)
+
+    real = evaluation.infer
+    monkeypatch.setattr(evaluation, "infer", infer)
+    monkeypatch.setattr(predictor, "infer", infer)
+    assert predict(capsys, "--checkpoint", ckpt, next((trained / "demo" / "fma_small").rglob("*.mp3")))[0] == 0
+    import main
+    assert main.main(["--evaluate-only", "--checkpoint", str(ckpt), "--data-dir", str(trained / "demo"), "--cache-dir",
+                      str(trained / "cache"), "--out", str(trained / "evaluate-once"), "--bootstrap", "0"]) == 0
+    assert set(callers) == {"_run", "evaluate"}  # Predictor._run (prediction), test.evaluate (evaluate-only)
 
 
 def test_fma_medium_tracks_outside_the_training_subset(ckpt, tmp_path, capsys):
@@ -359,9 +387,8 @@ def test_usage_errors_exit_2(ckpt, tmp_path, capsys):
     code, _, err = predict(capsys, "--checkpoint", ckpt, tmp_path / "empty_dir")
     assert code == 2 and "no input files found" in err
     for args in ([], [STEREO_44K, "--top-k", 0], [STEREO_44K, "--fma-dir", tmp_path], [STEREO_44K, "--format", "xml"]):
-        with pytest.raises(SystemExit) as e:
-            ptm.main(["--checkpoint", str(ckpt), *map(str, args)])
-        assert e.value.code == 2
+        code, _, err = predict(capsys, "--checkpoint", ckpt, *args)
+        assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
     if not torch.cuda.is_available():
         code, _, err = predict(capsys, "--checkpoint", ckpt, "--device", "cuda", STEREO_44K)
         assert code == 2 and "no CUDA GPU" in err

@@ -18,6 +18,7 @@ import soundfile as sf
 import torch
 
 import pre_trained_models as ptm
+import predictor
 from conftest import REAL_CLIPS, ROOT, STEREO_44K
 from convert_musicnn import MSD_TAGS, MTT_TAGS, PATCH_FRAMES, TAG_GENRES, checkpoint
 from models import ModelConfig, build_model
@@ -97,9 +98,9 @@ def musicnn_starts(n_frames: int, n: int = PATCH_FRAMES) -> list[int]:
 def test_window_starts_follow_musicnns_patches(random_msd, tmp_path):
     for frames in (1, 186, 187, 188, 373, 374, 375, 1874, 4376, 10_000):
         assert list(patch_starts(frames, PATCH_FRAMES, PATCH_FRAMES)) == musicnn_starts(frames), frames
-    p = ptm.load_predictor(str(random_msd), "cpu")
+    p = predictor.load_predictor(str(random_msd), "cpu")
     assert p.window_hop == p.window_frames == PATCH_FRAMES
-    song = p.load(ptm.Song(str(REAL_CLIPS[0])))  # 29.98 s, 1874 frames
+    song = p.load(predictor.Song(str(REAL_CLIPS[0])))  # 29.98 s, 1874 frames
     assert list(song.starts) == list(range(0, 1684, 187)) and len(song.starts) == 10
     wave = load_audio(REAL_CLIPS[0], SR)
     assert np.array_equal(song.features, log_mel(wave, p.audio).astype(np.float16))  # the whole song
@@ -107,13 +108,13 @@ def test_window_starts_follow_musicnns_patches(random_msd, tmp_path):
     for seconds, starts in ((4, [0]), (6, [0, 187]), (31, musicnn_starts(1 + 31 * SR // HOP))):
         f = tmp_path / f"{seconds}.wav"
         sf.write(f, tone[: seconds * SR], SR)
-        song = p.load(ptm.Song(str(f)))
+        song = p.load(predictor.Song(str(f)))
         assert list(song.starts) == starts and song.features.shape[1] == 1 + seconds * SR // HOP, seconds
     # audio shorter than a patch (allowed by a lower min_seconds): one window, padded with silence
     short_ckpt = random_tagger(tmp_path / "short.pt", audio={**asdict(p.audio), "min_seconds": 1})
-    short = ptm.load_predictor(str(short_ckpt), "cpu")
+    short = predictor.load_predictor(str(short_ckpt), "cpu")
     sf.write(tmp_path / "two.wav", tone[: 2 * SR], SR)
-    song = short.load(ptm.Song(str(tmp_path / "two.wav")))
+    song = short.load(predictor.Song(str(tmp_path / "two.wav")))
     assert list(song.starts) == [0] and song.features.shape[1] == PATCH_FRAMES
     assert (song.features[:, 1 + 2 * SR // HOP:] == -100).all()
 
@@ -201,9 +202,9 @@ def test_embeddings_are_the_mean_of_embed_over_windows(random_msd, songs, tmp_pa
     assert sorted(data.files) == ["embeddings", "files", "model"]
     assert data["embeddings"].dtype == np.float32 and data["embeddings"].shape == (2, 200)
     assert list(data["files"]) == [str(f) for f in files] and str(data["model"]) == str(random_msd)
-    p = ptm.load_predictor(str(random_msd), "cpu")
+    p = predictor.load_predictor(str(random_msd), "cpu")
     for f, emb, rec in zip(files, data["embeddings"], json.loads(out)):
-        song = p.load(ptm.Song(str(f)))
+        song = p.load(predictor.Song(str(f)))
         x = np.stack([song.features[:, s:s + p.window_frames] for s in song.starts])  # (n_windows, 96, 187)
         x = torch.from_numpy(x.astype(np.float32))
         with torch.inference_mode():
@@ -227,7 +228,7 @@ def test_embeddings_work_with_any_checkpoint(tmp_path, capsys):
                            REAL_CLIPS[0], tmp_path / "missing.mp3")
     assert code == 1 and "missing.mp3: file not found" in err
     data = np.load(tmp_path / "e.npz")
-    p = ptm.load_predictor(str(tmp_path / "cnn1d.pt"), "cpu")
+    p = predictor.load_predictor(str(tmp_path / "cnn1d.pt"), "cpu")
     assert data["embeddings"].shape == (1, p.embedding_dim) == (1, model.head.in_features)
     assert list(data["files"]) == [str(REAL_CLIPS[0])]
 

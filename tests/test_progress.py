@@ -167,7 +167,7 @@ def test_help_lists_every_registered_model():
     r = run_main("--help")
     assert r.returncode == 0, r.stderr
     assert "--model {" + ",".join(MODELS) + "}" in r.stdout
-    assert "--quiet" in r.stdout and "no progress bars (the one line per epoch stays)" in " ".join(r.stdout.split())
+    assert "--quiet" in r.stdout and "no progress bars (they only show on a terminal anyway)" in " ".join(r.stdout.split())
     r = run_main("--model", "resnet9000")
     assert r.returncode == 2 and f"unknown model 'resnet9000': choose from {', '.join(MODELS)}" in r.stderr
 

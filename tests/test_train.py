@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_same_run, demo_args, make_large_tree, metrics, results, run_main
+from conftest import NO_AUG, assert_same_run, demo_args, make_large_tree, metrics, results, run_main, tiny_tree
 from models import MODELS
 from test_data import damage
 
-FAST = ["--epochs", 1, "--batch-size", 4, "--crop-seconds", 3, "--eval-crops", 2, "--wandb", "disabled"]
+FAST = ["--epochs", 1, "--batch-size", 4, "--crop-seconds", 3, "--eval-crops", 2, "--wandb", "disabled", *NO_AUG]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_learns_the_demo_set(demo, tmp_path):
     out = tmp_path / "crnn"
     r = run_main("--data-dir", demo / "data", "--cache-dir", demo / "cache", "--out", out, "--model", "crnn",
                  "--width", 8, "--batch-size", 16, "--crop-seconds", 2, "--eval-crops", 3, "--lr", 5e-3,
-                 "--epochs", 10, "--wandb", "disabled")
+                 "--epochs", 10, "--wandb", "disabled", *NO_AUG)
     assert r.returncode == 0, r.stderr
     res = json.loads((out / "results.json").read_text())
     hist = metrics(out)
@@ -98,7 +98,7 @@ def test_evaluate_only_reproduces_results(run_a, demo, tmp_path):
 
 def test_bad_options_fail_loudly(tmp_path):
     r = run_main("--no-such-option")
-    assert r.returncode == 2 and "unrecognized arguments" in r.stderr
+    assert r.returncode == 2 and "unknown option --no-such-option" in r.stderr
     preset = tmp_path / "p.yaml"
     preset.write_text("model: cnn1d\nlearning_rat: 0.1\n")
     r = run_main("--config", preset)
@@ -139,16 +139,36 @@ def test_production_augmentation_changes_levels_not_timing():
 
 def test_no_fma_and_no_data_dir_falls_back_to_the_demo_set(tmp_path, monkeypatch):
     import demo_data
-    import utils
+    import main
     from config import RunConfig
     calls = []
     monkeypatch.setattr(demo_data, "main", lambda argv: calls.append(argv))
     base = tmp_path / "data"
-    run = utils.demo_if_no_fma(RunConfig(data_dir=str(base)), given=set())
+    run = main.demo_if_no_fma(RunConfig(data_dir=str(base)), given=set())
     assert run.data_dir == str(base / "demo") and calls == [["--out", str(base / "demo")]]
     explicit = RunConfig(data_dir=str(base))  # --data-dir given: an error later, never a silent switch
-    assert utils.demo_if_no_fma(explicit, given={"data_dir"}) is explicit
+    assert main.demo_if_no_fma(explicit, given={"data_dir"}) is explicit
     (base / "fma_metadata").mkdir(parents=True)
     (base / "fma_metadata" / "tracks.csv").write_text("")
-    assert utils.demo_if_no_fma(RunConfig(data_dir=str(base)), given=set()).data_dir == str(base)
+    assert main.demo_if_no_fma(RunConfig(data_dir=str(base)), given=set()).data_dir == str(base)
     assert len(calls) == 1
+
+
+def test_the_one_loss_is_the_training_and_the_validation_loss(tmp_path, monkeypatch):
+    """loss.Loss is the loss of both: changed in its one place (here: + 1 to every loss it computes, which leaves
+    the gradients alone), the training and the validation losses change alike and nothing else does."""
+    import main
+    from loss import Loss
+    data = tiny_tree(tmp_path / "fma")
+    args = ["--data-dir", data, "--cache-dir", tmp_path / "cache", "--model", "cnn1d", "--epochs", 2,
+            "--batch-size", 2, "--crop-seconds", 2, "--eval-crops", 2, "--wandb", "disabled", "--bootstrap", 0,
+            "--quiet", "--threads", 1]
+    assert main.main([*map(str, args), "--out", str(tmp_path / "a")]) == 0
+    real = Loss.__call__
+    monkeypatch.setattr(Loss, "__call__", lambda self, logits, target: real(self, logits, target) + 1.0)
+    assert main.main([*map(str, args), "--out", str(tmp_path / "b")]) == 0
+    for a, b in zip(metrics(tmp_path / "a"), metrics(tmp_path / "b"), strict=True):
+        for key in a:
+            shift = 1.0 if key in ("train_loss", "val_loss") else 0.0
+            assert float(b[key]) == pytest.approx(float(a[key]) + shift, rel=1e-6), key
+    assert results(tmp_path / "b")["test"]["loss"] == pytest.approx(results(tmp_path / "a")["test"]["loss"] + 1)

@@ -16,10 +16,12 @@ import pytest
 import yaml
 
 import tune
-from conftest import ROOT, run_main
+from conftest import NO_AUG, ROOT, run_main
+
+pytestmark = pytest.mark.slow  # minutes of work: pytest -m "not slow" leaves it out
 
 TINY = ["--batch-size", 8, "--crop-seconds", 2, "--eval-crops", 2, "--wandb", "disabled", "--bootstrap", 0,
-        "--threads", 1, "--quiet"]
+        "--threads", 1, "--quiet", *NO_AUG]
 SPACE = """\
 model: {type: categorical, choices: [cnn1d, crnn]}   # --model cnn1d on the command line fixes it
 lr: {type: float, low: 1e-3, high: 1e-2, log: true}
@@ -89,11 +91,14 @@ def test_killed_study_continues_with_two_workers_and_its_best_preset_trains(demo
         assert (out / name).stat().st_size > 0, name
     best = yaml.safe_load((out / "best.yaml").read_text())
     assert best["model"] == "cnn1d" and best["epochs"] == 2 and best["scheduler"] == "plateau"
-    assert 1e-3 <= best["lr"] <= 1e-2 and "data_dir" not in best and "out" not in best
+    assert 1e-3 <= best["lr"] <= 1e-2 and "out" not in best and "cache_dir" not in best
+    assert best["data_dir"] == str((demo / "data").resolve())  # the study's data, recorded
 
-    r = run_main("--config", out / "best.yaml", "--epochs", 1, "--data-dir", demo / "data", "--cache-dir",
-                 demo / "cache", "--out", tmp_path / "best-run", "--wandb", "disabled", "--bootstrap", 0)
+    r = run_main("--config", out / "best.yaml", "--epochs", 1, "--cache-dir", demo / "cache", "--out",
+                 tmp_path / "best-run", "--wandb", "disabled", "--bootstrap", 0, cwd=tmp_path)  # no --data-dir
     assert r.returncode == 0, r.stdout + r.stderr
+    assert "demo set" not in r.stdout
+    assert json.loads((tmp_path / "best-run" / "config.json").read_text())["run"]["data_dir"] == best["data_dir"]
     assert json.loads((tmp_path / "best-run" / "config.json").read_text())["run"]["lr"] == best["lr"]
 
     # the same study with another space is refused, and nothing changes
@@ -124,7 +129,7 @@ def test_pruned_trial_loses_its_checkpoints_and_closes_its_grouped_wandb_run(dem
     assert r.returncode == 0, r.stdout + r.stderr
     result = json.loads(r.stdout.split("RESULT ")[-1])
     assert result == {"code": 0, "seen": ["pruned"], "closed": True}  # stopped after epoch 1, W&B finished
-    trial = optuna.load_study(study_name="pruned", storage=tune.open_storage(str(journal), 60)).trials[0]
+    trial = optuna.load_study(study_name="pruned", storage=tune.open_storage(str(journal))).trials[0]
     assert trial.state.name == "PRUNED" and list(trial.intermediate_values) == [1]
     run_dir = out / "trial-0"
     assert not list(run_dir.glob("*.pt")) and (run_dir / "metrics.csv").read_text().count("\n") == 2
@@ -139,14 +144,15 @@ def test_storage_fails_only_the_trials_whose_heartbeat_stopped(kind, tmp_path):
     """A worker killed after its last beat, or between creating its trial and the first beat: both trials are
     stale after 2 heartbeats; a live one is not."""
     spec = f"journal:{tmp_path / 'j.log'}" if kind == "journal" else f"sqlite:///{tmp_path / 's.db'}"
-    storage = tune.open_storage(spec, heartbeat=1)
-    study = optuna.create_study(storage=storage, study_name="s")
+    study = optuna.create_study(storage=tune.open_storage(spec), study_name="s")
     dead, never, live = study.ask(), study.ask(), study.ask()
-    storage.record_heartbeat(dead._trial_id)
+    with tune.Heartbeat(dead, 1):  # one beat, then the worker is gone
+        pass
     time.sleep(2.2)
-    storage.record_heartbeat(live._trial_id)
-    optuna.storages.fail_stale_trials(study)
+    with tune.Heartbeat(live, 1):
+        tune.fail_stale(study, heartbeat=1)
     assert [t.state.name for t in study.trials] == ["FAIL", "FAIL", "RUNNING"]
+    assert "heartbeat" in study.trials[0].user_attrs and "heartbeat" not in study.trials[1].user_attrs
 
 
 def test_a_trial_beyond_n_trials_is_not_run():
@@ -172,9 +178,11 @@ def test_default_space_searches_every_kind_of_parameter():
     ("lr: {type: float, low: 1.0e-2, high: 1.0e-4}", "lr: empty range: low 0.01 must be below high 0.0001"),
     ("batch_size: {type: int, low: 32, high: 32}", "empty range"),
     ("lr: {type: gaussian, low: 0.0, high: 1.0}", "type 'gaussian' is not one of float, int, categorical"),
-    ("lr: {type: float, low: 0.0, high: 1.0, log: true}", "a log range needs low > 0"),
+    ("weight_decay: {type: float, low: 0.0, high: 1.0, log: true}", "a log range needs low > 0"),
+    ("lr: {type: float, low: 0.0, high: 1.0}", "--lr must be above 0"),
+    ("device: cuda", "device says where and how trials run"),
     ("lr: {type: float, lo: 0.1, high: 1.0}", "unknown key(s) lo"),
-    ("model: {type: categorical, choices: [crnn, nosuch]}", "model 'nosuch' is not one of"),
+    ("model: {type: categorical, choices: [crnn, nosuch]}", "unknown model 'nosuch': choose from"),
     ("model: {type: categorical, choices: []}", "at least two values"),
     ("batch_size: {type: float, low: 8, high: 64}", "does not fit batch_size, which must be an integer"),
     ("scheduler: {type: categorical, choices: [cosine, cosine]}", "given twice"),
@@ -210,10 +218,9 @@ def test_options_that_do_not_fit_a_study_exit_2(tmp_path, capsys):
     space = write_space(tmp_path, "lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n")
     for extra, message in ((["--resume", "runs/x"], "--resume is not for tune.py"),
                            (["--n-trials", "0"], "--n-trials must be at least 1"),
-                           (["--config", str(tmp_path / "none.yaml")], "no such file")):
+                           (["--config", str(tmp_path / "none.yaml")], "none.yaml not found")):
         assert tune.main(["--space", str(space), "--out", str(tmp_path / "study"), *extra]) == 2
         assert message in capsys.readouterr().err
-    with pytest.raises(SystemExit) as e:
-        tune.main(["--space", str(space), "--no-such-option", "1"])
-    assert e.value.code == 2
+    assert tune.main(["--space", str(space), "--no-such-option", "1"]) == 2
+    assert "unknown option --no-such-option" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["space.yaml"]

@@ -158,7 +158,7 @@ def test_single_run_results_have_intervals_and_predictions(seeds_run):
     assert f"test: accuracy {test['accuracy']:.4f} [{ci['accuracy'][0]:.3f}, {ci['accuracy'][1]:.3f}]" in stdout
     with open(run / "test_predictions.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == res["test_tracks"] == len((run / "test_files.txt").read_text().splitlines())
+    assert len(rows) == res["test_tracks"] == len((run / "test_files.csv").read_text().splitlines()) - 1
     assert list(rows[0]) == ["track_id", "true", "predicted", *(f"p_{c}" for c in res["classes"])]
     assert np.mean([r["true"] == r["predicted"] for r in rows]) == test["accuracy"]
     probs = np.array([[float(r[f"p_{c}"]) for c in res["classes"]] for r in rows])
