@@ -18,8 +18,8 @@ Private and offline: the server listens on 127.0.0.1 only and makes no Gradio sh
 the theme uses the system's fonts (no font, script or style from a CDN); the server process refuses any
 connection of its own to an address outside the loopback (and says so on stderr). Uploads land in a
 folder of the server's own (a new temporary folder, removed when it stops), and each upload is deleted
-once analysed; the figure and JSON of a result stay there an hour for download. The server serves no
-file outside that folder.
+once analysed (one never analysed, within the hour); the figure and JSON of a result stay there an hour
+for download. The server serves no file outside that folder.
 
 One song is analysed at a time: a second visitor waits in Gradio's queue (the page shows their place),
 and each visitor gets only their own results. Bad input (not audio, empty, too large, too long) gets a
@@ -92,9 +92,13 @@ def find_runs(runs_dir: Path) -> list[ModelChoice]:
 def describe(predictors: list, checkpoints: tuple) -> str:
     """A line about loaded predictors: what their classes are."""
     p = predictors[0]
-    what = (f"a tagger of {len(p.classes)} tags, FMA genres zero-shot ({len(p.tag_genres)} mapped)" if p.zero_shot
-            else f"a tagger of {len(p.classes)} tags" if p.tagger
-            else f"{len(p.classes)} genres: {', '.join(p.labels[:TOP_GENRES])}{' ...' if len(p.labels) > TOP_GENRES else ''}")
+    if p.zero_shot:
+        what = f"a tagger of {len(p.classes)} tags, FMA genres zero-shot ({len(p.tag_genres)} mapped)"
+    elif p.tagger:
+        what = f"a tagger of {len(p.classes)} tags"
+    else:
+        more = " ..." if len(p.labels) > TOP_GENRES else ""
+        what = f"{len(p.classes)} genres: {', '.join(p.labels[:TOP_GENRES])}{more}"
     members = f"an ensemble of {len(checkpoints)}: " if len(checkpoints) > 1 else ""
     return members + " + ".join(f"`{c}`" for c in checkpoints) + f": {what}"
 
@@ -235,10 +239,11 @@ class Analyser:
             problem = check_song(path)
             if problem:
                 return failure(display, problem)
-            choice, predictors = self.models.get(label)
+            try:
+                choice, predictors = self.models.get(label)
+            except (CheckpointError, ValueError) as e:  # a run's checkpoint that does not load
+                return failure(display, f"the model could not be loaded: {e}")
             return self.predict(path, display, choice, predictors, progress, start)
-        except (CheckpointError, ValueError) as e:  # a run's checkpoint that does not load
-            return failure(display, f"the model could not be loaded: {e}")
         except Exception as e:  # a crash: a message in the page, the traceback on stderr, the server goes on
             traceback.print_exc()
             return failure(display, f"{type(e).__name__}: {e}".replace(str(path), display))

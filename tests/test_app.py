@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -45,14 +46,16 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`python app.py --port P --runs RUNS` (RUNS: one run whose best.pt is the shipped MSD tagger), its
-    temporary folders under a TMPDIR of the test's own; stopped (SIGTERM) at the end, which must remove
-    its folder."""
+    """`python app.py --port P --runs RUNS` (RUNS: a run whose best.pt is the shipped MSD tagger, and one
+    whose best.pt is not a checkpoint), its temporary folder under a TMPDIR of the test's own; stopped
+    (SIGTERM) at the end, which must remove that folder."""
     base = tmp_path_factory.mktemp("app")
     run = base / "runs" / "msd-run"
     run.mkdir(parents=True)
     (run / "best.pt").symlink_to(ROOT / MSD)
     (run / "results.json").write_text(json.dumps({"classes": ["rock", "pop"], "test": {"accuracy": 0.625}}))
+    (base / "runs" / "broken").mkdir()
+    (base / "runs" / "broken" / "best.pt").write_bytes(b"not a checkpoint")
     (base / "tmp").mkdir()
     port, log = free_port(), open(base / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--runs", str(base / "runs")], cwd=ROOT,
@@ -226,6 +229,15 @@ def test_two_visitors_at_once_are_queued_not_crossed(visit, server):
     assert bars(first, "genres") != bars(second, "genres")
 
 
+def test_a_run_that_does_not_load_gives_a_message(visit):
+    page = visit()
+    page.get_by_label("Model").click()
+    page.get_by_role("option", name="broken (? classes, test accuracy n/a)").click()
+    page.locator("#run-example").click()
+    status = wait_result(page, "Could not analyse")
+    assert "the model could not be loaded" in status and "broken/best.pt" in status
+
+
 # ------------------------------------------------------------------------------------------ no browser
 
 def test_the_server_serves_no_file_outside_its_folder(server):
@@ -261,11 +273,18 @@ def test_help_names_the_options_and_limits():
 
 def test_the_server_process_refuses_connections_outside_the_loopback():
     """The audit hook, fed the events a socket would raise (sys.audit: no packet is sent)."""
-    code = ("import sys, app; app.refuse_outside_connections()\n"
-            "sys.audit('socket.connect', None, ('127.0.0.1', 80)); sys.audit('socket.getaddrinfo', 'localhost', 80, 0, 0, 0)\n"
-            "sys.audit('socket.connect', None, ('::1', 80, 0, 0))\n"
-            "for args in (('socket.connect', None, ('192.0.2.1', 443)), ('socket.getaddrinfo', 'example.org', 443, 0, 0, 0)):\n"
-            "    try:\n        sys.audit(*args)\n    except ConnectionRefusedError:\n        print('refused', args[0])\n")
+    code = textwrap.dedent("""
+        import sys, app
+        app.refuse_outside_connections()
+        sys.audit("socket.connect", None, ("127.0.0.1", 80))
+        sys.audit("socket.connect", None, ("::1", 80, 0, 0))
+        sys.audit("socket.getaddrinfo", "localhost", 80, 0, 0, 0)
+        for args in (("socket.connect", None, ("192.0.2.1", 443)), ("socket.getaddrinfo", "example.org", 443, 0, 0, 0)):
+            try:
+                sys.audit(*args)
+            except ConnectionRefusedError:
+                print("refused", args[0])
+        """)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:2] == ["refused socket.connect", "refused socket.getaddrinfo"]
