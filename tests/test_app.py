@@ -169,7 +169,7 @@ def test_upload_shows_genres_and_timeline_and_nothing_leaves_the_machine(visit, 
     assert not audio_files(server["tmp"]), "the upload was not deleted after use"
 
 
-def test_not_audio_gives_a_message_then_a_real_clip_works(visit, tmp_path):
+def test_not_audio_or_too_large_gives_a_message_then_a_real_clip_works(visit, tmp_path):
     page = visit()
     fake = tmp_path / "notes.mp3"
     fake.write_text("these are my notes, not a song\n" * 20)
@@ -177,6 +177,11 @@ def test_not_audio_gives_a_message_then_a_real_clip_works(visit, tmp_path):
     status = wait_result(page, "notes.mp3")
     assert "Could not analyse notes.mp3" in status and "not decodable audio" in status
     assert page.locator("#timeline img").count() == 0
+    huge = tmp_path / "huge.mp3"
+    with open(huge, "wb") as f:  # sparse: no disk used; refused by the page before it is sent
+        f.truncate(app.MAX_UPLOAD_MIB * 2**20 + 1)
+    upload(page, huge)
+    page.get_by_text("exceed the maximum allowed size").first.wait_for(timeout=RESULT_S)
     upload(page, MONO_44K)
     status = wait_result(page, "000666.mp3")
     assert "windows" in status and "Could not" not in status
