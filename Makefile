@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Real FMA in data/ (bash download_data.sh small) is used when present, else the synthetic demo set.
 DATA   ?= $(if $(wildcard data/fma_metadata/tracks.csv),data,data/demo)
 
-.PHONY: run test smoke venv clean-venv
+.PHONY: run test smoke venv clean-venv chromium
 
 venv: $(STAMP)
 
@@ -46,8 +46,20 @@ smoke: $(STAMP)
 TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=15 $(PYTEST_ARGS) tests
+
+# The web page's browser tests (tests/test_app.py) drive Debian's chromium through Playwright (no browser
+# download). Installed here when missing and apt-get is there (as root, or through sudo without a password);
+# a failure only warns: those tests then skip, saying why.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
+
+chromium:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  ( $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ) \
+	    || echo "warning: chromium could not be installed: the browser tests will skip"; \
+	fi
 
 clean-venv:
 	rm -rf $(VENV)
