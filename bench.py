@@ -334,7 +334,7 @@ def stat_check(tree: Path, n_files: int, repeats: int = 3) -> dict:
     metadata is in the OS cache (just written), as on a machine that reads its data set often."""
     from config import AudioConfig
     from cache import FileCheck, file_stats
-    from utils import audio_path
+    from collection import audio_path
     import pandas as pd
     ids = np.unique(np.linspace(2, FMA_LARGE_MAX_ID, n_files).round().astype(np.int64))
     audio_dir, folders, stats = tree / "fma_large", set(), []

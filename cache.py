@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 
 from audio import AudioError, clip_from_wave, load_audio, quiet_native_stderr
-from config import AudioConfig, RunConfig, parse_shard
+from config import AudioConfig, RunConfig, parse_fractions, parse_shard
 from distributed import Dist
-from utils import DataError, audio_path, find_audio_dir, load_metadata, select_subset
+from collection import Collection, DataError, open_collection
 
 # --------------------------------------------------------------------------------------------------
 # Feature cache
@@ -51,6 +51,7 @@ class FeatureCache:
     path: Path
     audio: AudioConfig
     index: pd.DataFrame
+    collection: Optional[Collection] = None  # what it caches: the labels and splits of its tracks
 
     @property
     def features(self) -> np.ndarray:
@@ -363,7 +364,10 @@ def open_cache(run: RunConfig, audio: AudioConfig, dist: Dist = Dist()) -> Optio
     `--shard K/N` builds slice K only (a job-array task) and returns None while other slices are missing.
     Under torchrun every process builds its slice (rank of world size), waits for the others, and then
     all reopen the finished cache. Decoding threads default to the cores shared by this machine's ranks."""
-    build = functools.partial(prepare_cache, run.data_dir, run.subset, audio, cache_dir=run.cache_dir,
+    collection = open_collection(run.data_dir, run.subset, parse_fractions(run.split_fractions), run.split_seed)
+    if collection.note:
+        print(f"{collection}: {collection.note}")
+    build = functools.partial(prepare_cache, collection, audio=audio, cache_dir=run.cache_dir,
                               workers=run.workers or max(1, (os.cpu_count() or 1) // dist.local_world_size),
                               progress=dist.main)
     if run.shard:
@@ -377,12 +381,12 @@ def open_cache(run: RunConfig, audio: AudioConfig, dist: Dist = Dist()) -> Optio
     else:
         cache = build()
     for r in cache.failed.itertuples():
-        print(f"failed {r.track_id:06d}: {r.reason}")
+        print(f"failed {r.track_id:06d}: {r.reason}" if collection.kind == "fma" else f"failed: {r.reason}")
     print(cache.summary())
     return cache
 
 
-def prepare_cache(data_dir, subset: str = "small", audio: AudioConfig = AudioConfig(), cache_dir=None,
+def prepare_cache(data, subset: str = "small", audio: AudioConfig = AudioConfig(), cache_dir=None,
                   workers: Optional[int] = None, progress: bool = True, log: Callable[[str], None] = print,
                   shard: Optional[tuple[int, int]] = None) -> Optional[FeatureCache]:
     """Build (or reopen) the log-mel cache of every track of `subset`; see the module docstring.
@@ -429,23 +433,15 @@ def prepare_cache(data_dir, subset: str = "small", audio: AudioConfig = AudioCon
                     and removed when the cache is complete)
     """
     shard = _check_shard(shard)
-    data_dir = Path(data_dir)
-    tracks, _ = load_metadata(data_dir, subset)
-    tracks = select_subset(tracks, subset)
-    if len(tracks) == 0:
-        raise DataError(f"{data_dir / 'fma_metadata' / 'tracks.csv'} has no track in subset {subset!r}")
-    audio_dir = find_audio_dir(data_dir, subset)
-    path = cache_path(cache_dir or data_dir / "cache", subset, audio)
-    index = pd.DataFrame({
-        "row": np.arange(len(tracks)),
-        "track_id": tracks.index.to_numpy(dtype=np.int64),
-        "split": tracks[("set", "split")].astype(str).to_numpy(),
-        "label": tracks[("track", "genre_top")].fillna("").astype(str).to_numpy(),
-    })
+    collection = data if isinstance(data, Collection) else open_collection(data, subset)
+    table = collection.table
+    path = cache_path(cache_dir or collection.default_cache_dir, collection.name, audio)
+    index = pd.DataFrame({"row": np.arange(len(table)), "track_id": table.index.to_numpy(dtype=np.int64),
+                          "split": table["split"].to_numpy(), "label": table["label"].to_numpy()})
     shape = (len(index), audio.n_mels, audio.clip_frames)
-    meta = {"version": CACHE_VERSION, "subset": subset, "audio": asdict(audio), "shape": list(shape),
-            "track_ids_sha1": _ids_digest(index["track_id"])}
-    paths = [audio_path(audio_dir, tid) for tid in index["track_id"]]
+    meta = {"version": CACHE_VERSION, "subset": collection.name, "audio": asdict(audio), "shape": list(shape),
+            "track_ids_sha1": collection.digest()}
+    paths = [Path(p) for p in table["path"]]
     build = functools.partial(_build, path, meta, index, paths, audio=audio, workers=workers or os.cpu_count() or 1,
                               progress=progress, log=log)
 
@@ -462,9 +458,8 @@ def prepare_cache(data_dir, subset: str = "small", audio: AudioConfig = AudioCon
                 decoded = build(check.stats)
     if check.index is not None:
         log(check.line(decoded))
-    if check.unchanged:
-        return FeatureCache(path, audio, check.index)
-    return FeatureCache(path, audio, pd.read_csv(path / "index.csv", keep_default_na=False))
+    index = check.index if check.unchanged else pd.read_csv(path / "index.csv", keep_default_na=False)
+    return FeatureCache(path, audio, index, collection)
 
 
 def _build_shard(path: Path, meta: dict, index: pd.DataFrame, paths: list, build: Callable,
@@ -552,11 +547,6 @@ def _build(path: Path, meta: dict, index: pd.DataFrame, paths: list, stats: np.n
     if not shard:
         _finish(path, meta, index, done)
     return len(jobs)
-
-
-def _ids_digest(ids: pd.Series) -> str:
-    import hashlib
-    return hashlib.sha1(np.ascontiguousarray(ids.to_numpy(dtype=np.int64)).tobytes()).hexdigest()
 
 
 def _data_offset(npy: Path) -> int:

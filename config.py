@@ -121,10 +121,13 @@ class RunConfig:
     shard: Optional[str] = opt(None, "with --prepare-only: decode slice K of N (K/N) of the cache, e.g. one job-array "
                                      "task per slice", "run", "command", metavar="K/N")
     # data
-    data_dir: str = opt("data", "FMA root (fma_metadata/, fma_SUBSET/); none there and not given: the synthetic "
-                                "demo set data/demo", "data", metavar="DIR")
-    subset: str = opt("small", "FMA subset (small is inside medium, inside large)", "data",
+    data_dir: str = opt("data", "FMA root, a folder of class folders, or a CSV manifest; none there and not given: "
+                                "the synthetic demo set data/demo", "data", metavar="DIR")
+    subset: str = opt("small", "FMA subset (small is inside medium, inside large); FMA only", "data",
                       choices=("small", "medium", "large", "full"))
+    split_fractions: str = opt("0.8,0.1,0.1", "a collection without a split column: its training,validation,test "
+                                              "fractions", "data", metavar="T,V,T")
+    split_seed: int = opt(0, "seed of that split (stratified by label, a group never in two splits)", "data", low=0)
     target: str = opt("top", "top: one genre per track (softmax); all: every genre of genres_all (multi-label, "
                              "sigmoids)", "data", choices=("top", "all"))
     balance: str = opt("none", "unbalanced genres: weights (in the training loss) or sampler (weighted draws)",
@@ -430,6 +433,18 @@ def resolve(given: dict) -> tuple[RunConfig, AudioConfig, set]:
     return run, audio, set(values)
 
 
+def parse_fractions(text: str) -> tuple[float, float, float]:
+    """--split-fractions '0.8,0.1,0.1' -> (0.8, 0.1, 0.1): three positive fractions that sum to 1."""
+    try:
+        parts = tuple(float(x) for x in str(text).split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) <= 0 or abs(sum(parts) - 1) > 1e-6:
+        raise ConfigError(f"--split-fractions takes three positive fractions that sum to 1, e.g. 0.8,0.1,0.1 "
+                          f"(got {text!r})")
+    return parts
+
+
 def seed_list(value) -> list[int]:
     """--seeds '0,1,2' (or a preset's list [0, 1, 2]) -> [0, 1, 2]; empty -> [] (a single run)."""
     if value is None or value == "":
@@ -450,6 +465,7 @@ def check_run(run: RunConfig, given: set) -> None:
         return "--" + name.replace("_", "-")
 
     seeds = seed_list(run.seeds)
+    parse_fractions(run.split_fractions)
     if seeds and (run.resume or run.evaluate_only):
         raise ConfigError("--seeds trains new runs and does not combine with --resume or --evaluate-only (rerun the "
                           "--seeds command to continue it: finished seeds are skipped)")

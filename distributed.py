@@ -8,8 +8,8 @@ no-op, so the single-process path stays what it was.
     torchrun --standalone --nproc_per_node=4 main.py --config configs/best.yaml      # one machine
     torchrun --nnodes=2 --nproc_per_node=4 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 main.py ...
 
-What main.py does with it: DistributedDataParallel training, each process drawing its share of the
-training clips (`train_sampler`), evaluation sharded by whole batches (`eval_batches`) and gathered
+What train.py and test.py do with it: DistributedDataParallel training, each process drawing its share of the
+training clips (`train_sampler`), evaluation sharded by whole batches (`ShardedBatches`) and gathered
 on rank 0 (`gather_batches`), so validation and test metrics are those of one process; all output
 (console, files, checkpoints, W&B) from rank 0 only.
 """

@@ -24,13 +24,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from cache import open_cache
+from collection import DataError, collection_kind
 from config import AudioConfig, ConfigError, RunConfig, check_run, load_config, seed_list
 from distributed import Dist, cleanup, quiet_unless_main, setup
 from models_utils import CheckpointError, model_audio
 from seeds import train_seeds
 from test import evaluate_only
 from train import Interrupted, train
-from utils import DataError
 
 
 def demo_if_no_fma(run: RunConfig, given: set) -> RunConfig:
@@ -71,6 +71,8 @@ def dispatch(run: RunConfig, audio: AudioConfig, given: set, dist: Dist) -> int:
     if not run.resume:
         run = absolute(dist.main_first(lambda: demo_if_no_fma(run, given)))  # rank 0 generates it, the others wait
         audio = model_audio(run, audio, given)
+        if "subset" in given and collection_kind(run.data_dir) != "fma":
+            raise ConfigError(f"--subset is FMA's: {run.data_dir} is a collection of your own, used whole")
     if run.prepare_only:
         open_cache(run, audio, dist)
         return 0

@@ -123,12 +123,14 @@ def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean(y_true == y_pred))
 
 
-def macro_f1_score(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    """Macro-F1 over all `n_classes` classes (integer labels), 0 for a class never true nor predicted:
-    sklearn's f1_score(labels=range(n_classes), average='macro', zero_division=0)."""
+def macro_f1_score(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, over: list[int] | None = None) -> float:
+    """Macro-F1 over all `n_classes` classes (integer labels), or over the class indices `over`, 0 for a class
+    never true nor predicted: sklearn's f1_score(labels=over or range(n_classes), average='macro',
+    zero_division=0)."""
     cm = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
     tp, denom = np.diag(cm), cm.sum(0) + cm.sum(1)  # 2 tp + fp + fn
-    return float(np.mean(np.divide(2 * tp, denom, out=np.zeros(n_classes), where=denom > 0)))
+    f1 = np.divide(2 * tp, denom, out=np.zeros(n_classes), where=denom > 0)
+    return float(np.mean(f1 if over is None else f1[over]))
 
 
 class MultilabelScores:
@@ -192,15 +194,16 @@ class MultilabelScores:
 
 
 def bootstrap_metrics(y_true: np.ndarray, probs: np.ndarray, multilabel: bool = False, threshold: float = 0.5,
-                      n: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
+                      n: int = 1000, level: float = 0.95, seed: int = 0, macro_over: list[int] | None = None) -> dict:
     """The bootstrap intervals results.json keeps: {"accuracy": [low, high], "macro_f1": [...]} for a
-    single-label run; macro_roc_auc, macro_ap, micro_f1 and macro_f1 (at `threshold`) for a multi-label
-    one; plus "level" and "resamples". Every metric sees the same resamples (bootstrap_ci's)."""
+    single-label run (macro-F1 over the class indices `macro_over`, or all); macro_roc_auc, macro_ap, micro_f1
+    and macro_f1 (at `threshold`) for a multi-label one; plus "level" and "resamples". Every metric sees the
+    same resamples (bootstrap_ci's)."""
     if not multilabel:
         k, pred = probs.shape[1], probs.argmax(1)
         cis = {"accuracy": bootstrap_ci(y_true, pred, accuracy, n=n, seed=seed, level=level),
-               "macro_f1": bootstrap_ci(y_true, pred, lambda y, p: macro_f1_score(y, p, k), n=n, seed=seed,
-                                        level=level)}
+               "macro_f1": bootstrap_ci(y_true, pred, lambda y, p: macro_f1_score(y, p, k, macro_over), n=n,
+                                        seed=seed, level=level)}
     else:
         scores = MultilabelScores(y_true, probs, threshold)
         idx = _resamples(len(y_true), n, seed) if n > 0 and len(y_true) else []

@@ -16,25 +16,25 @@ The registry `MODELS` maps a name to a class:
 
 | name           | what                                                            | min_frames | min_mels |
 |----------------|-----------------------------------------------------------------|-----------:|---------:|
-| cnn1d          | the seed's 1-D CNN over time (mel bands as channels)            |         59 |        1 |
-| cnn2d          | the seed's LeNet-like 2-D CNN                                   |         16 |       16 |
-| crnn           | the seed's residual CNN + LSTM                                  |          8 |      128 |
+| cnn1d          | the 2023 project's 1-D CNN over time (mel bands as channels)    |         59 |        1 |
+| cnn2d          | the 2023 project's LeNet-like 2-D CNN                           |         16 |       16 |
+| crnn           | the 2023 project's residual CNN + LSTM                          |          8 |      128 |
 | shortchunk_res | short-chunk residual CNN (Won et al. 2020, "Evaluation of       |        128 |      128 |
 |                | CNN-based automatic music tagging models")                      |            |          |
 
-How these differ from the seed's models (DESIGN.md, "The seed's models and results"):
+How these differ from the 2023 project's models (docs/training.md, "Models"):
 
 - cnn1d: the seed applied ReLU + dropout to the logits; here the last layer is a plain linear layer.
   The seed flattened the time axis into its linear layer, which fixed the input length; here the
   time axis is pooled globally (mean and max, concatenated) first, so any length >= 59 frames works.
-  Its three conv stages are the seed's (197,760 parameters); only the head differs
+  Its three conv stages are the 2023 project's (197,760 parameters); only the head differs
   (199,816 parameters in all for 8 classes instead of 236,680).
-- cnn2d: the seed's FC 148016->256 held 99.9% of its 37.9 M weights and accepted only 1288-1291
+- cnn2d: the 2023 project's FC 148016->256 held 99.9% of its 37.9 M weights and accepted only 1288-1291
   frames; here the feature map is average-pooled to a fixed 8x8 grid first (or, with `pool`
   'avg' / 'max' / 'avgmax', pooled globally), so any length >= 16 frames works. Conv stages and
-  the 256 -> 64 -> classes head (each hidden layer Linear -> BatchNorm1d -> ReLU) are the seed's.
+  the 256 -> 64 -> classes head (each hidden layer Linear -> BatchNorm1d -> ReLU) are the 2023 project's.
 - crnn: the seed reshaped the conv output (B, C, 1, T) to (B, T, C), which scrambles channels and
-  time; here it is permuted. Default sizes reproduce the seed's 438,808 parameters exactly.
+  time; here it is permuted. Default sizes reproduce the 2023 project's 438,808 parameters exactly.
   `temporal_pool='mean'` classifies from the mean LSTM output instead of the last step.
 - shortchunk_res: 7 residual blocks (3x3 conv, BN, ReLU, 2x2 max-pool), channels w, w, 2w, 2w, 2w,
   2w, 4w (w=128 in the paper; `width` defaults to 64 here for CPU training), global max pool,
@@ -73,7 +73,7 @@ class ModelConfig:
     dropout: Optional[float] = None       # cnn1d 0.25 (in each stage), cnn2d 0.0, crnn 0.5, shortchunk_res 0.5
     hidden: Optional[int] = None          # cnn2d first FC 256, crnn LSTM 128, shortchunk_res dense 4*width
     pool: Optional[str] = None            # global pooling: cnn1d 'avgmax', cnn2d 'grid', shortchunk_res 'max'
-    temporal_pool: Optional[str] = None   # crnn only: 'last' (the seed's) or 'mean' over the LSTM outputs
+    temporal_pool: Optional[str] = None   # crnn only: 'last' (the 2023 project's) or 'mean' over the LSTM outputs
 
     def check(self) -> None:
         """ValueError when a field is set that the model does not take, or to a value it refuses (the model is
@@ -229,7 +229,7 @@ class ResBlock2d(nn.Module):
 # ------------------------------------------------------------------------------------------ models
 
 class CNN1D(SpectrogramModel):
-    """The seed's 1-D CNN: mel bands are the channels, convolution runs over time.
+    """The 2023 project's 1-D CNN: mel bands are the channels, convolution runs over time.
 
     3 stages of Conv1d(k=4) -> LeakyReLU -> Dropout -> BatchNorm1d -> MaxPool1d(4, 4, padding 2),
     then global pooling over time and one linear layer (no activation on the logits).
@@ -257,7 +257,7 @@ class CNN1D(SpectrogramModel):
 
 
 class CNN2D(SpectrogramModel):
-    """The seed's LeNet-like 2-D CNN.
+    """The 2023 project's LeNet-like 2-D CNN.
 
     Conv2d(1->w, 5) -> BN -> ReLU -> MaxPool2, Conv2d(w->8w/3, 5) -> BN -> ReLU -> MaxPool2 (w=6:
     6 and 16 channels, as LeNet), then pooling, then FC hidden -> hidden/4 -> n_classes, each hidden
@@ -295,9 +295,9 @@ class CNN2D(SpectrogramModel):
 
 
 class CRNN(SpectrogramModel):
-    """The seed's CRNN: 4 residual blocks (1 -> w -> 2w -> 4w -> 8w channels) with max-pools
+    """The 2023 project's CRNN: 4 residual blocks (1 -> w -> 2w -> 4w -> 8w channels) with max-pools
     (8,2), (4,2), (4,2), none (frequency, time), which collapse 128 mel bands to 1, then
-    LSTM(8w -> hidden), dropout, linear; on the last LSTM step (temporal_pool='last', the seed's)
+    LSTM(8w -> hidden), dropout, linear; on the last LSTM step (temporal_pool='last', the 2023 project's)
     or on the mean over steps ('mean').
 
     The seed reshaped (B, C, 1, T) to (B, T, C), which interleaves channels and time; here the
@@ -324,7 +324,7 @@ class CRNN(SpectrogramModel):
         x = x.unsqueeze(1)                # (B, M, T) -> (B, 1, M, T)
         x = self.features(x)              # (B, 1, M, T) -> (B, C, F', T/8), F' = 1 for M = 128
         x = x.amax(dim=2)                 # (B, C, F', T') -> (B, C, T')  (a squeeze when F' = 1)
-        x = x.permute(0, 2, 1)            # (B, C, T') -> (B, T', C)  (the seed's bug: reshape)
+        x = x.permute(0, 2, 1)            # (B, C, T') -> (B, T', C)  (the 2023 project's bug: reshape)
         out, _ = self.lstm(x)             # (B, T', C) -> (B, T', H)
         if self.temporal_pool == "last":
             out = out[:, -1]              # (B, T', H) -> (B, H)

@@ -5,7 +5,8 @@
     python pre_trained_models.py --checkpoint runs/NAME song.ogg --top-k 5 --format json --output out.json
     python pre_trained_models.py --checkpoint runs/NAME long_mix.flac --segments --plot mix.png
     python pre_trained_models.py --checkpoint runs/A --checkpoint runs/B songs/             # an ensemble
-    python pre_trained_models.py --checkpoint runs/NAME --fma-dir data --subset medium --split test
+    python pre_trained_models.py --checkpoint runs/NAME --data-dir data --subset medium --split test
+    python pre_trained_models.py --checkpoint pretrained/musicnn_msd.pt --data-dir my_songs/ --confusion cm.png
     python pre_trained_models.py --checkpoint pretrained/musicnn_msd.pt songs/ --embeddings songs.npz
 
 INPUT is an audio file, a directory (searched recursively; hidden files skipped), or @LIST (a text file with
@@ -27,33 +28,19 @@ from typing import Optional
 
 import numpy as np
 
-from audio import SOUNDFILE_EXTENSIONS, quiet_native_stderr
+from audio import quiet_native_stderr
 from config import ConfigError, Parser
-from metrics import classification_metrics, multilabel_metrics
 from models_utils import CheckpointError
-from plots import plot_timeline
+from plots import plot_confusion, plot_timeline
 from predictor import Predictor, Song, load_predictors, predict_songs
-from utils import (SUBSETS, DataError, audio_path, find_audio_dir, load_metadata, multi_hot, read_manifest,
-                   select_subset)
+from score import report, report_lines, selection
+from collection import AUDIO_EXTENSIONS, DataError, find_audio, read_manifest
 
-# Extensions searched for in directories (an explicitly named file is tried whatever its extension).
-# Those libsndfile does not read need ffmpeg (through audioread); without it they get a clear error.
-AUDIO_EXTENSIONS = frozenset(SOUNDFILE_EXTENSIONS | {".m4a", ".aac", ".wma", ".mp4", ".webm", ".mka"})
 PROGRESS_MIN_FILES = 5      # the progress bar shows (on a terminal) from this many files on
 FORMATS = ("table", "csv", "json")
 
 
 # ------------------------------------------------------------------------------------------ inputs
-
-def find_audio(directory: Path) -> list[Path]:
-    """Audio files under `directory`, recursively, sorted; hidden files and folders are skipped."""
-    found = []
-    for root, dirs, files in os.walk(directory, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [Path(root) / f for f in sorted(files)
-                  if not f.startswith(".") and Path(f).suffix.lower() in AUDIO_EXTENSIONS]
-    return found
-
 
 def expand_inputs(inputs: list[str], warn) -> list[Song]:
     """Files, directories, @lists and CSV manifests -> Songs (missing paths become Songs with an error, a
@@ -303,114 +290,6 @@ class PlotNames:
         return self.base.with_name(name + (self.base.suffix or ".png"))
 
 
-# ------------------------------------------------------------------------------------------ FMA scoring
-
-def fma_selection(args, predictor: Predictor, warn) -> tuple[list[Song], dict]:
-    """Songs for --fma-dir: tracks of --subset outside the training subset, of --split, known genres.
-    A zero-shot tagger (tag_genres) never heard FMA: no track is left out for training, and the known
-    genres are the FMA top genres its tags map to."""
-    if predictor.tagger and not predictor.zero_shot:
-        raise ValueError("the checkpoint's classes are tags with no FMA genre (neither genres nor tag_genres): "
-                         "it cannot score FMA tracks")
-    tracks, genres = load_metadata(args.fma_dir, args.subset)
-    trained_on = predictor.run_config.get("subset")
-    order = list(SUBSETS) + ["full"]
-    sel = select_subset(tracks, args.subset)
-    excluded = None
-    if predictor.zero_shot:
-        pass  # nothing to leave out, nothing to warn about: the report says "zero-shot"
-    elif trained_on in SUBSETS and order.index(args.subset) > order.index(trained_on):
-        sel = sel[~(sel[("set", "subset")] <= trained_on).fillna(False).astype(bool)]
-        excluded = trained_on
-    elif trained_on in order:
-        if args.split in ("all", "training"):
-            warn(f"warning: the model was trained on {trained_on}'s training split; these tracks include it")
-    else:
-        warn("warning: the checkpoint does not say which subset it was trained on: no track is left out")
-    if args.split != "all":
-        sel = sel[(sel[("set", "split")] == args.split).fillna(False).astype(bool)]
-    labels = sel[("track", "genre_top")].fillna("").astype(str)
-    if predictor.zero_shot:  # top genres with a tag
-        genre_ids, known = None, labels.isin(predictor.tag_genres)
-    elif predictor.multilabel:  # every track with at least one of the model's genres
-        vocab = set(predictor.genres["ids"])
-        genre_ids = sel[("track", "genres_all")]
-        known = genre_ids.map(lambda gs: any(g in vocab for g in gs)).astype(bool)
-    else:
-        genre_ids, known = None, labels.isin(predictor.classes)
-    audio_dir = find_audio_dir(args.fma_dir, args.subset)
-    songs = [Song(str(audio_path(audio_dir, tid)), track_id=int(tid), label=lab,
-                  genre_ids=list(genre_ids[tid]) if genre_ids is not None else None)
-             for tid, lab in labels[known].items()]
-    info = {"fma_dir": str(args.fma_dir), "subset": args.subset, "split": args.split,
-            "training_subset": trained_on, "excluded_subset": excluded, "selected": int(len(sel)),
-            "known_genre": int(known.sum()), "other_genre": int((~known).sum())}
-    if predictor.zero_shot:
-        top = genres.loc[genres["parent"] == 0, "title"].astype(str)
-        info.update(zero_shot=True, unmapped_genres=sorted(set(top) - set(predictor.tag_genres)))
-    return songs, info
-
-
-def fma_report(songs: list[Song], predictor: Predictor, info: dict) -> dict:
-    """Metrics of the predicted tracks against their FMA genres: genre_top (single-label model), all
-    their genres (multi-label model), or, for a zero-shot tagger, genre_top among the mapped genres,
-    each track predicted as its best-scoring mapped genre."""
-    ok = [s for s in songs if s.ok]
-    counts = {"predicted": len(ok), "failed": len(songs) - len(ok)}
-    probs = np.stack([s.probs for s in ok]) if ok else np.zeros((0, len(predictor.classes)))  # (N, n_classes)
-    if predictor.multilabel and not predictor.zero_shot:
-        y = multi_hot([s.genre_ids for s in ok], predictor.genres["ids"])
-        metrics = multilabel_metrics(y, probs, predictor.labels, predictor.threshold) if ok else {}
-        return {**info, **counts, "classes": predictor.classes, "multilabel": True, **metrics}
-    if predictor.zero_shot:
-        classes, extra = list(predictor.tag_genres), {"tag_genres": predictor.tag_genres}
-        scores = predictor.genre_scores(probs)  # (N, n_classes) -> (N, n_mapped_genres)
-    else:
-        classes, extra, scores = predictor.classes, {}, probs
-    lookup = {c: i for i, c in enumerate(classes)}
-    y_true = np.array([lookup[s.label] for s in ok], dtype=np.int64)
-    y_pred = scores.argmax(1)  # (N, n_genres) -> (N,)
-    # a zero-shot tagger's map names more genres than the selection holds: macro-F1 over those it holds
-    present = sorted(set(y_true.tolist())) if predictor.zero_shot else None
-    metrics = classification_metrics(y_true, y_pred, classes, macro_over=present) if ok else {}
-    if present is not None:
-        extra["macro_f1_genres"] = [classes[i] for i in present]
-    return {**info, **counts, "classes": classes, **extra, **metrics}
-
-
-def report_lines(rep: dict) -> list[str]:
-    where = f"fma_{rep['subset']}" + (f" outside fma_{rep['excluded_subset']} (the training subset)"
-                                      if rep["excluded_subset"] else "")
-    split = "all splits" if rep["split"] == "all" else f"split {rep['split']}"
-    zero_shot = rep.get("zero_shot", False)
-    known = "a top genre its tags map to" if zero_shot else "a genre the model knows"
-    lines = [f"{where}, {split}: {rep['selected']} tracks; {rep['known_genre']} with {known}, "
-             f"{rep['other_genre']} with another or no {'' if rep.get('multilabel') else 'top '}genre (left out)"]
-    if zero_shot:
-        lines += ["zero-shot: a tagger that never heard FMA (no track left out for training); a genre's score is "
-                  "the highest probability of its tags",
-                  "FMA top genres with no tag (not scored): " + (", ".join(rep["unmapped_genres"]) or "none")]
-    lines.append(f"predicted {rep['predicted']}, failed {rep['failed']}")
-    if not rep["predicted"]:
-        return lines + ["no track predicted: nothing to score"]
-    if rep.get("multilabel"):
-        lines += [f"macro ROC-AUC {rep['macro_roc_auc']:.4f}  micro ROC-AUC {rep['micro_roc_auc']:.4f}  macro AP "
-                  f"{rep['macro_ap']:.4f}  micro-F1 {rep['micro_f1']:.4f} at threshold {rep['threshold']:.2f}  "
-                  f"({rep['scored_genres']} of {len(rep['classes'])} genres scored)", "",
-                  f"{'genre':<40} {'roc_auc':>7} {'ap':>6} {'positives':>9}"]
-        for c, m in rep["per_genre"].items():
-            lines.append(f"{c[:40]:<40} {m['roc_auc']:>7.3f} {m['ap']:>6.3f} {m['positives']:>9d}")
-        return lines
-    over = (f"the {len(rep['macro_f1_genres'])} mapped genres with tracks here" if zero_shot
-            else f"the model's {len(rep['classes'])} genres")
-    lines += [f"accuracy {rep['accuracy']:.4f}  macro-F1 {rep['macro_f1']:.4f}  ({rep['predicted']} tracks; "
-              f"macro-F1 over {over})", "",
-              f"{'genre':<20} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}"]
-    for c, m in rep["per_class"].items():
-        lines.append(f"{c:<20} {m['precision']:>9.3f} {m['recall']:>7.3f} {m['f1']:>6.3f} {m['support']:>8d}")
-    return lines
-
-
 # ------------------------------------------------------------------------------------------ command line
 
 def build_parser() -> argparse.ArgumentParser:
@@ -448,26 +327,31 @@ def build_parser() -> argparse.ArgumentParser:
                         "Failed files are left out (default: none)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help=f"progress bar on stderr (default: on a terminal with {PROGRESS_MIN_FILES}+ files)")
-    g = p.add_argument_group("scoring FMA tracks the model did not train on")
-    g.add_argument("--fma-dir", default=None,
-                   help="FMA root (fma_metadata/, fma_<subset>/): score its tracks instead of INPUTs; a tagger "
-                        "with a tag -> genre map (tag_genres, e.g. pretrained/musicnn_msd.pt) scores the FMA "
-                        "top genres zero-shot")
+    g = p.add_argument_group("scoring a labelled collection (score.py)")
+    g.add_argument("--data-dir", "--fma-dir", default=None, metavar="DIR",
+                   help="FMA root, a folder of class folders or a CSV manifest: predict its tracks instead of INPUTs "
+                        "and score them against their labels, with intervals; a tagger with a tag -> genre map "
+                        "(pretrained/musicnn_msd.pt) is scored zero-shot on the genres its tags reach")
     g.add_argument("--subset", choices=("small", "medium", "large", "full"), default="medium",
-                   help="subset to score; tracks of the checkpoint's training subset are left out when it "
+                   help="FMA: the subset to score; tracks of the checkpoint's training subset are left out when it "
                         "is smaller; none for a zero-shot tagger (default: medium)")
     g.add_argument("--split", choices=("training", "validation", "test", "all"), default="all",
-                   help="only tracks of this official split (default: all)")
+                   help="only tracks of this split (a collection without one is split as the checkpoint's run "
+                        "split it) (default: all)")
+    g.add_argument("--confusion", default=None, metavar="FILE.png",
+                   help="also draw the confusion matrix of a single-label score (default: none)")
     return p
 
 
 def check_args(args) -> None:
     """The options that do not go together, an output that cannot be written, an INPUT that is a checkpoint
     (a second path meant for --checkpoint): ConfigErrors, before any checkpoint is loaded or song decoded."""
-    if args.fma_dir and args.inputs:
-        raise ConfigError("give INPUT files or --fma-dir, not both")
-    if not args.fma_dir and not args.inputs:
-        raise ConfigError("no INPUT given (audio files, directories, @LIST or a manifest.csv), and no --fma-dir")
+    if args.data_dir and args.inputs:
+        raise ConfigError("give INPUT files or --data-dir, not both")
+    if not args.data_dir and not args.inputs:
+        raise ConfigError("no INPUT given (audio files, directories, @LIST or a manifest.csv), and no --data-dir")
+    if args.confusion and not args.data_dir:
+        raise ConfigError("--confusion goes with --data-dir (a score of labelled tracks)")
     if args.top_k < 1:
         raise ConfigError("--top-k must be at least 1")
     if args.workers is not None and args.workers < 1:
@@ -475,7 +359,7 @@ def check_args(args) -> None:
     if args.batch_windows < 1:
         raise ConfigError("--batch-windows must be at least 1")
     single = [o for o, given in (("--segments", args.segments), ("--plot", args.plot), ("--embeddings", args.embeddings),
-                                 ("--fma-dir", args.fma_dir)) if given]
+                                 ("--data-dir", args.data_dir)) if given]
     if len(args.checkpoint) > 1 and single:
         raise ConfigError(f"{', '.join(single)}: one --checkpoint only (not an ensemble of {len(args.checkpoint)})")
     for item in args.inputs:
@@ -483,7 +367,8 @@ def check_args(args) -> None:
         if path.suffix == ".pt" or (path.is_dir() and (path / "best.pt").is_file()):
             raise ConfigError(f"{item} is a checkpoint, not audio: for an ensemble repeat the option "
                               f"(--checkpoint {args.checkpoint[-1]} --checkpoint {item})")
-    for option, path in (("--output", args.output), ("--embeddings", args.embeddings), ("--plot", args.plot)):
+    for option, path in (("--output", args.output), ("--embeddings", args.embeddings), ("--plot", args.plot),
+                         ("--confusion", args.confusion)):
         problem = unwritable(path)
         if problem:
             raise ConfigError(f"{option} {path}: {problem}")
@@ -521,8 +406,8 @@ def load(args, warn) -> tuple[list[Predictor], list[Song], Optional[dict]]:
     for path, p in zip(args.checkpoint, predictors):
         if p.synthetic:
             warn(f"warning: {path} was trained on the synthetic demo set: its genres mean nothing for real music")
-    if args.fma_dir is not None:
-        return predictors, *fma_selection(args, predictors[0], warn)
+    if args.data_dir is not None:
+        return predictors, *selection(args, predictors[0], warn)
     return predictors, expand_inputs(args.inputs, warn), None
 
 
@@ -584,21 +469,24 @@ def predict_all(args, predictors: list[Predictor], songs: list[Song], warn) -> t
 
 def write_all(args, predictor: Predictor, results: list[Song], info: Optional[dict]) -> None:
     """The predictions (--output or stdout), --embeddings, and with --fma-dir the report."""
-    k = min(args.top_k, len(predictor.classes))
+    k, fma = min(args.top_k, len(predictor.classes)), info is not None and info["kind"] == "fma"
     if args.embeddings:
-        write_embeddings(args.embeddings, results, predictor, args.checkpoint[0], info is not None)
+        write_embeddings(args.embeddings, results, predictor, args.checkpoint[0], fma)
     if args.output:
         with _open_output(args.output) as out:
-            write_predictions(results, predictor, args.format, k, args.segments, out, fma=info is not None)
+            write_predictions(results, predictor, args.format, k, args.segments, out, fma=fma)
     elif info is None:
         write_predictions(results, predictor, args.format, k, args.segments, sys.stdout)
     if info is not None:
-        report = fma_report(results, predictor, info)
+        scored = report(results, predictor, info)
         if args.format == "json":
-            json.dump(report, sys.stdout, indent=2)
+            json.dump(scored, sys.stdout, indent=2)
             print()
         else:
-            print("\n".join(report_lines(report)))
+            print("\n".join(report_lines(scored)))
+        if args.confusion and scored.get("confusion_matrix"):
+            plot_confusion(scored["confusion_matrix"], scored["classes"], args.confusion,
+                           f"{args.checkpoint[0]}: accuracy {scored['accuracy']:.3f}")
     sys.stdout.flush()
 
 

@@ -209,7 +209,7 @@ def compare(a: Path, b: Path, n: int, level: float) -> list[str]:
     return lines
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     defaults = RunConfig()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="*", type=Path, help="run directories written by main.py (or main.py --seeds)")
@@ -219,6 +219,11 @@ def main(argv=None) -> int:
                         help=f"--compare: resamples of the paired bootstrap, 0 = none (default: {defaults.bootstrap})")
     parser.add_argument("--ci-level", type=float, default=defaults.ci_level,
                         help=f"--compare: level of its interval (default: {defaults.ci_level})")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not args.runs and not args.compare:
         parser.error("give run directories, or --compare A B")

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from cache import open_cache
-from config import AudioConfig, RunConfig
+from collection import DataError, open_collection
+from config import AudioConfig, RunConfig, parse_fractions
 from distributed import Dist, gather_batches
 from loss import Loss
 from metrics import bootstrap_metrics, classification_metrics, multilabel_metrics
@@ -30,7 +31,7 @@ from models import count_parameters
 from models_utils import (BatchProgress, load_checkpoint, machine, model_from_checkpoint,
                           output_probs, pick_device)
 from plots import plot_auc_vs_count, plot_confusion
-from utils import DataError, audio_path, find_audio_dir, load_metadata, make_loader, make_targets, select_subset
+from utils import make_loader, make_targets
 
 MULTILABEL_SCALARS = ("macro_roc_auc", "micro_roc_auc", "macro_ap", "micro_ap", "micro_f1", "macro_f1", "threshold",
                       "loss")
@@ -190,7 +191,7 @@ def test_report(model, state: dict, cache, classes, splits, run: RunConfig, devi
     if not dist.main:
         return None
     track_ids = cache.index["track_id"].to_numpy()[rows]
-    write_test_files(track_ids, label_names(targets, classes), run, out)
+    write_test_files(cache.collection.table.loc[track_ids, "path"], label_names(targets, classes), out)
     results = {"model": state["model_config"]["name"], "parameters": count_parameters(model, trainable_only=False),
                "best_epoch": state["epoch"], "classes": classes, "test_tracks": int(len(rows)),
                "machine": machine(), **vocabulary_fields(state)}
@@ -208,14 +209,13 @@ def label_names(targets: np.ndarray, classes: list[str]) -> list[str]:
     return [";".join(c for c, y in zip(classes, row) if y) for row in targets]
 
 
-def write_test_files(track_ids, labels: list[str], run: RunConfig, out: Path) -> None:
+def write_test_files(paths, labels: list[str], out: Path) -> None:
     """test_files.csv: path,label of each test track, a manifest that `pre_trained_models.py FILE.csv` predicts
     with the true genres beside the predicted ones."""
-    audio_dir = find_audio_dir(run.data_dir, run.subset)
     with open(out / "test_files.csv", "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["path", "label"])
-        writer.writerows([audio_path(audio_dir, tid), label] for tid, label in zip(track_ids, labels))
+        writer.writerows(zip(paths, labels))
 
 
 def vocabulary_fields(state: dict) -> dict:
@@ -336,16 +336,17 @@ def trained_data(path: str, state: dict, run: RunConfig, given: set) -> RunConfi
     saved = state.get("run_config") or {}
     if "data_dir" not in given and not saved.get("data_dir"):
         raise DataError(f"{path} does not say what data trained it: give --data-dir DIR")
-    kept = {k: saved[k] for k in ("data_dir", "subset", "cache_dir") if k not in given and saved.get(k)}
+    kept = {k: saved[k] for k in ("data_dir", "subset", "cache_dir", "split_fractions", "split_seed")
+            if k not in given and saved.get(k) is not None}
     if kept.get("cache_dir") and not Path(kept["cache_dir"]).is_dir():
         del kept["cache_dir"]  # moved or deleted: the default, DATA_DIR/cache
     run = replace(run, **kept)
-    if "data_dir" not in given and not Path(run.data_dir).is_dir():
+    if "data_dir" not in given and not Path(run.data_dir).exists():
         raise DataError(f"{path} was trained on the data in {run.data_dir}, which is not there (moved?): give "
                         f"--data-dir DIR")
-    tracks = select_subset(load_metadata(run.data_dir, run.subset)[0], run.subset)
-    if not (tracks[("set", "split")] == "test").any():
-        raise DataError(f"no test tracks in {run.data_dir} (subset {run.subset}): nothing to evaluate")
+    collection = open_collection(run.data_dir, run.subset, parse_fractions(run.split_fractions), run.split_seed)
+    if not (collection.table["split"] == "test").any():
+        raise DataError(f"no test tracks in {collection}: nothing to evaluate")
     return run
 
 
@@ -384,7 +385,7 @@ def load_member(state: dict, run: RunConfig, given: set, device):
     parameters (built when missing) and its classes' targets; --eval-crops, when given, replaces its
     number of evaluation crops (the one evaluation setting that may change)."""
     cache = open_cache(run, AudioConfig(**state["audio"]))
-    classes, splits, _ = make_targets(state.get("target", "top"), run, cache, state)
+    classes, splits, _ = make_targets(state.get("target", "top"), cache, state)
     model = model_from_checkpoint(state, device)
     if "eval_crops" in given and state["crop_frames"]:
         state["eval_crops"] = run.eval_crops
@@ -405,9 +406,10 @@ def evaluate_ensemble(paths: list[str], states: list[dict], run: RunConfig, give
     if problem:
         raise ValueError(problem)
     multilabel = states[0].get("target", "top") == "all"
-    members, track_ids, evaluated = [], [], []
+    members, track_ids, evaluated, caches = [], [], [], []
     for path, state in zip(paths, states):
         model, cache, classes, splits = load_member(state, run, given, device)
+        caches.append(cache)
         rows, targets = splits["test"]
         track_ids.append(cache.index["track_id"].to_numpy()[rows])
         evaluated.append(member_metrics(model, state, cache, rows, targets, classes, run, device))
@@ -421,7 +423,7 @@ def evaluate_ensemble(paths: list[str], states: list[dict], run: RunConfig, give
     if any(not np.array_equal(y, theirs) for _, theirs in aligned):
         raise ValueError("members disagree on the true genres of their test tracks: not the same metadata")
     out.mkdir(parents=True, exist_ok=True)
-    write_test_files(common, label_names(y, classes), run, out)
+    write_test_files(caches[0].collection.table.loc[common, "path"], label_names(y, classes), out)
     results = {"model": "ensemble", "parameters": sum(m["parameters"] for m in members), "classes": classes,
                "test_tracks": int(len(common)), "machine": machine(), **vocabulary_fields(states[0]),
                "members": members}

@@ -24,6 +24,7 @@ import torch
 
 from augment import Augment
 from cache import open_cache
+from collection import DataError
 from config import AudioConfig, RunConfig, names_with
 from distributed import Dist
 from loss import Loss
@@ -32,7 +33,7 @@ from models_utils import (BatchProgress, accelerate, load_backbone, load_checkpo
                           rng_state, save_checkpoint, seed_everything, set_rng_state)
 from test import MULTILABEL_SCALARS, evaluate, test_report, write_results
 from plots import plot_curves
-from utils import DataError, band_stats, make_loader, make_targets
+from utils import band_stats, make_loader, make_targets
 
 MULTILABEL_EPOCH = ("macro_roc_auc", "micro_roc_auc", "macro_ap", "micro_f1", "threshold")  # per-epoch validation
 
@@ -242,9 +243,9 @@ class Training:
     @property
     def data(self) -> dict:
         """What data trained it, as checkpoints and config.json record it (prediction warns about synthetic data)."""
-        return {"dir": self.run.data_dir, "subset": self.run.subset,
-                "synthetic": (Path(self.run.data_dir) / "demo_manifest.json").is_file(),
-                "training_tracks": int(len(self.splits["training"][0]))}
+        collection = self.cache.collection
+        return {"dir": str(collection.root), "kind": collection.kind, "name": collection.name,
+                "synthetic": collection.synthetic, "training_tracks": int(len(self.splits["training"][0]))}
 
     @property
     def eval_crops(self) -> int:
@@ -434,7 +435,7 @@ def set_up(run: RunConfig, audio: AudioConfig, given: set, dist: Dist) -> Traini
         raise ValueError("--sync-bn needs CUDA: torch's SyncBatchNorm has no CPU implementation (leave it off on CPU)")
     run = replace(run, threads=make_reproducible(run.threads, run.deterministic, device))  # recorded, kept on resume
     cache = open_cache(run, audio, dist)
-    classes, splits, vocab = make_targets(run.target, run, cache, resume)
+    classes, splits, vocab = make_targets(run.target, cache, resume)
     if len(splits["training"][0]) == 0:
         raise DataError(f"no usable training tracks in {run.data_dir} (subset {run.subset})")
     out = run_dir(run, dist)
@@ -449,6 +450,8 @@ def set_up(run: RunConfig, audio: AudioConfig, given: set, dist: Dist) -> Traini
     build_network(t, init, resume)
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
+        if cache.collection.kind != "fma":  # the split it trains on, for evaluate-only and prediction to show
+            cache.collection.table.to_csv(out / "split.csv", columns=["path", "label", "split", "group"], index=False)
     describe(t)
     build_loop(t)
     if resume:

@@ -1,11 +1,13 @@
 """Hyperparameter search for main.py's training, on Optuna (TPE sampler, median or Hyperband pruning).
 
+The study: each trial trains through train.train() into OUT/trial-N/ (the details below; docs/tuning.md).
+
     python tune.py --config configs/best.yaml --data-dir data/demo --n-trials 20     # one worker
     python tune.py --config configs/best.yaml --data-dir data/demo --n-trials 20 &   # start it twice (or on
     python tune.py --config configs/best.yaml --data-dir data/demo --n-trials 20     #  two GPUs): one study
     python tune.py ... --storage postgresql://USER:PASSWORD@HOST/DB --name crnn-search  # workers on many machines
     python tune.py ... --storage journal:/shared/crnn-search.log                     # a journal file (NFS)
-    python main.py --config runs/tune/search_space/best.yaml --data-dir data/demo      # train the best preset
+    python main.py --config runs/tune/search_space/best.yaml                           # train the best preset
     python tune.py --help                                                            # every option
 
 Each trial draws its parameters from the search space (--space, a YAML file; configs/search_space.yaml is the
@@ -41,7 +43,7 @@ from pathlib import Path
 
 import yaml
 
-from config import (KINDS, AudioConfig, ConfigError, Parser, RunConfig, _base_type, add_options, all_fields,
+from config import (KINDS, AudioConfig, ConfigError, Parser, RunConfig, _base_type, add_options, all_fields, help_formatter,
                     coerce, names_with, resolve, role)
 
 SPACE_TYPES = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"},
@@ -53,43 +55,39 @@ TUNE_OPTIONS = ("config", "space", "n_trials", "storage", "name", "out", "pruner
 
 def tune_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """tune.py's own options and their defaults (every other option is main.py's, fixed for all trials)."""
-    g = parser.add_argument_group("tune.py's options (the groups after them are main.py's: each fixes that setting "
-                                  "for every trial and wins over the space file)")
-    g.add_argument("--config", default=None, help="base preset (a main.py preset such as configs/best.yaml): "
-                   "every trial starts from it; the space file's values and the options given here override it "
-                   "(default: none, config.py's defaults)")
-    g.add_argument("--space", default="configs/search_space.yaml", help="the search space, a YAML file of "
-                   "RunConfig fields: `lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}`, `width: {type: "
-                   "int, low: 16, high: 64, step: 16}`, `model: {type: categorical, choices: [crnn, cnn2d]}`, or a "
-                   "fixed value (`epochs: 20`) (default: configs/search_space.yaml)")
-    g.add_argument("--n-trials", type=int, default=20, help="the study's total of finished (complete or pruned) "
-                   "trials; a rerun or an extra worker runs only the missing ones (default: 20)")
-    g.add_argument("--storage", default=None, help="Optuna storage: an RDB URL (sqlite:///PATH.db, "
-                   "postgresql://USER:PASSWORD@HOST/DB, mysql://...; the driver must be installed) or a journal file "
-                   "(PATH.log, or journal:PATH) that workers on many machines share "
-                   "(default: sqlite:///OUT/study.db)")
-    g.add_argument("--name", default=None, help="study name, in the storage and in OUT "
-                   "(default: the space file's name without .yaml, e.g. search_space)")
-    g.add_argument("--out", default=None, help="study folder: trial-N/ run directories, best.yaml, trials.csv, "
-                   "plots, and the default storage (default: runs/tune/NAME)")
+    g = parser.add_argument_group("tune.py's options (those after them are main.py's: each fixes a setting for "
+                                  "every trial, over the space file)")
+    g.add_argument("--config", default=None, metavar="FILE",
+                   help="base preset (configs/best.yaml): every trial starts from it (default: config.py's defaults)")
+    g.add_argument("--space", default="configs/search_space.yaml", metavar="FILE",
+                   help="the search space: main.py options' ranges, choices and fixed values, in YAML (default: "
+                        "configs/search_space.yaml)")
+    g.add_argument("--n-trials", type=int, default=20, metavar="N",
+                   help="the study's total of finished (complete or pruned) trials; a rerun runs only the missing ones "
+                        "(default: 20)")
+    g.add_argument("--storage", default=None, metavar="URL",
+                   help="Optuna storage that workers share: an RDB URL, or a journal file PATH.log (default: "
+                        "sqlite:///OUT/study.db)")
+    g.add_argument("--name", default=None, help="study name, in the storage and in OUT (default: the space file's name)")
+    g.add_argument("--out", default=None, metavar="DIR",
+                   help="study folder: trial-N/ runs, best.yaml, trials.csv, plots (default: runs/tune/NAME)")
     g.add_argument("--pruner", default="median", choices=("median", "hyperband", "none"),
-                   help="stops hopeless trials after an epoch: median = below the median of the earlier trials "
-                   "at that epoch (Optuna's MedianPruner); hyperband = successive halving in brackets "
-                   "(HyperbandPruner); none (default: median)")
-    g.add_argument("--prune-after", type=int, default=2, help="epochs every trial trains before the pruner may "
-                   "stop it (median: n_warmup_steps = EPOCHS - 1; hyperband: min_resource) (default: 2)")
-    g.add_argument("--startup-trials", type=int, default=5, help="median pruner: finished trials before it "
-                   "prunes any (default: 5)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (trial N draws with the seed "
-                   "(SEED, N), so workers started at once draw different parameters). Trials train with the preset's "
-                   "`seed` (default 0); a space file may fix or search it (default: 0)")
-    g.add_argument("--timeout", type=float, default=None, help="seconds after which this worker starts no new "
-                   "trial (a running one finishes); rerun to continue the study (default: none)")
-    g.add_argument("--heartbeat", type=int, default=60, help="seconds between a running trial's heartbeats in "
-                   "the storage; a RUNNING trial without one for 2 x HEARTBEAT is taken for a dead worker's and "
-                   "marked FAIL (journal files compare the machines' clocks) (default: 60)")
-    g.add_argument("--max-failures", type=int, default=3, help="stop this worker after this many of its trials "
-                   "failed in a row (an error in training, e.g. out of memory; 0 = never) (default: 3)")
+                   help="stops hopeless trials after an epoch: Optuna's MedianPruner, HyperbandPruner, or none "
+                        "(default: median)")
+    g.add_argument("--prune-after", type=int, default=2, metavar="EPOCHS",
+                   help="epochs every trial trains before the pruner may stop it (default: 2)")
+    g.add_argument("--startup-trials", type=int, default=5, metavar="N",
+                   help="median pruner: finished trials before it prunes any (default: 5)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seed of the TPE sampler (trial N draws with (SEED, N)); main.py's --seed is a space entry "
+                        "(default: 0)")
+    g.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="this worker starts no new trial after this; rerun to continue (default: none)")
+    g.add_argument("--heartbeat", type=int, default=60, metavar="SECONDS",
+                   help="between a running trial's heartbeats; none for 2 x this: a dead worker's, marked FAIL "
+                        "(default: 60)")
+    g.add_argument("--max-failures", type=int, default=3, metavar="N",
+                   help="stop this worker after this many failed trials in a row, 0 = never (default: 3)")
     return parser
 
 
@@ -319,8 +317,9 @@ REFUSED = {f"--{n.replace('_', '-')}": "each trial is a new run in OUT/trial-N/ 
 
 def tune_parser() -> Parser:
     """tune.py's options first, then main.py's (but those tune.py sets itself: the `command` ones, and --seed)."""
-    parser = Parser(prog="tune.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                    allow_abbrev=False)
+    about, _, rest = __doc__.partition("\n\n")
+    parser = Parser(prog="tune.py", usage="tune.py [OPTIONS]", description=about, epilog=rest.partition("\n\n")[2],
+                    formatter_class=help_formatter, allow_abbrev=False)
     parser.refused = REFUSED
     return add_options(tune_options(parser), skip=names_with("command") + ("seed",))
 
@@ -368,7 +367,7 @@ def make_objective(args, base: RunConfig, audio: AudioConfig, given: set, search
 
     from models_utils import CheckpointError, model_audio
     from train import train
-    from utils import DataError
+    from collection import DataError
 
     def objective(trial):
         live = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING,
@@ -523,7 +522,7 @@ def main(argv=None) -> int:
     from cache import open_cache
     from models import MODELS
     from models_utils import CheckpointError, model_audio
-    from utils import DataError
+    from collection import DataError
     made = None
     try:
         args, base, audio, given, cli = parse(argv)

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import argparse
 
+from pathlib import Path
+
 from .dataset import generate
 from .fma_metadata import SPLIT_FRACTIONS
+from .layouts import HIDDEN, LAYOUTS, export
 
 DESCRIPTION = "Synthetic FMA-format demo dataset: procedurally composed music in the exact FMA layout."
 
@@ -42,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "240 validation and 240 test tracks)")
     p.add_argument("--no-broken", action="store_true",
                    help="do not add the broken clips (empty, truncated, under 3 s)")
+    p.add_argument("--layout", choices=LAYOUTS, default="fma",
+                   help="fma: FMA's layout; folders: OUT/<genre>/<id>.mp3; manifest: OUT/manifest.csv "
+                        "(path,label,split,group), the audio in OUT/.fma")
     return p
 
 
@@ -49,5 +55,10 @@ def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     if args.tracks_per_genre < 1 or args.seconds <= 0:
         raise SystemExit("--tracks-per-genre must be >= 1 and --seconds > 0")
+    if args.layout == "fma":
+        generate(args)
+        return
+    out, args.out = Path(args.out), str(Path(args.out) / HIDDEN)
     generate(args)
+    export(out, args.layout)
 

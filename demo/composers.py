@@ -191,8 +191,7 @@ class Song:
             for bb in range(repeat):
                 cell = rhythms[r.integers(len(rhythms))]
                 ons = [i for i, ch in enumerate(cell) if ch == "x"]
-                for j, i in enumerate(ons):
-                    nxt = ons[j + 1] if j + 1 < len(ons) else len(cell)
+                for i in ons:
                     # hold through '-' only
                     k = i + 1
                     while k < len(cell) and cell[k] == "-":
@@ -389,7 +388,6 @@ def compose_rock(s: Song):
     s.harmony(40 + A["key"] % 7, scale, prog, int(r.choice([1, 2])))
     kick = "XxXxXxXxXxXxXxXx" if metal else "X...X...X...X..." if punk else \
         _pick(r, ["X.......X.x.....", "X...x...X.x.x...", "X.x.....X.x....."], A["pref"])
-    fill = "x.x.x.x.xxxxxxxx"
     s.drums("drums", "kick", kick)
     s.drums("drums", "snare", "..X...X...X...X." if punk else "....X.......X...")   # punk: polka beat
     s.drums("drums", _pick(r, ["hat", "ride", "ohat"], A["pref2"]), "x.x.x.x.x.x.x.x.", vel=0.55)
@@ -573,7 +571,6 @@ def compose_instrumental(s: Song):
     s.arpeggio(piano, order, 55 + A["register"], gate=1.0, size=4, hold_bar=True, every=2 if amb else 1,
                accent=[1.0] + [0.65] * (len(order) - 1), vel=0.6 if amb else 1.0)
     s.bassline(s.inst("bass", "keys"), "x" + "." * (bar - 1), 36 + A["key"] % 12, gate=1.0)
-    pad_bars = s.bar_steps * 2
     s.comp(s.inst("pad", "pad"), "x" + "." * (bar - 1), 60 + A["register"], gate=1.6, size=4, vel=0.8 if not amb else 1.0)
     s.melody(s.inst("lead", "lead"), ["x-----x-", "x-------", "x---x---"] if bar == 8 else
              ["x-----", "x--x--"] if bar == 6 else ["x--------x--", "x-----------"], 72 + A["register"],

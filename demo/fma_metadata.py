@@ -175,7 +175,7 @@ def make_metadata(tracks_per_genre: int, seed: int, broken: bool = True, split: 
     rng = np.random.default_rng([seed, 1])
     artists, tracks = [], []
     next_artist, next_album = 1, 1
-    for gi, (gname, gid) in enumerate(TOP_GENRES.items()):
+    for gname, gid in TOP_GENRES.items():
         subs = SUBGENRES[gname]
         order = list(rng.permutation(len(subs)))   # artists' main sub-genre goes round-robin (in a random
         k_artist = 0                               # order), so the training artists cover all of them

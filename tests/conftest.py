@@ -81,7 +81,7 @@ def make_large_tree(root: Path) -> Path:
     The 6 fma_small tracks have their real clips; the other 24 get copies of real clips, since the
     excerpt ships no audio for them. Tests damage some of them.
     """
-    from utils import audio_path, load_tracks
+    from collection import audio_path, load_tracks
     shutil.copytree(DATA / "fma_metadata", root / "fma_metadata")
     tracks = load_tracks(root / "fma_metadata" / "tracks.csv")
     real = {int(p.stem): p for p in REAL_CLIPS}

@@ -21,7 +21,7 @@ import cache as cache_module
 from config import AudioConfig
 from conftest import ROOT, start_together
 from cache import cache_path, lock_path, prepare_cache
-from utils import DataError, audio_path
+from collection import DataError, audio_path
 
 AUDIO = AudioConfig()
 KILL_SEED = 20240611   # fixed, so that a failure can be replayed; the points are drawn from it

@@ -19,7 +19,7 @@ import cache as cache_module
 from config import AudioConfig
 from conftest import ROOT, start_together
 from cache import cache_path, lock_path, prepare_cache, shard_lock_path
-from utils import DataError
+from collection import DataError
 
 AUDIO = AudioConfig()
 COMPARED = ("features.npy", "index.csv", "meta.json", "started.json")

@@ -330,7 +330,8 @@ def test_synthetic_checkpoints_warn_and_odd_audio_is_flagged(tiny, tmp_path, cap
     import soundfile as sf
     import torch
     state = torch.load(tiny["run"] / "best.pt", weights_only=True)
-    assert state["data"] == {"dir": str(tiny["data"]), "subset": "small", "synthetic": False, "training_tracks": 3}
+    assert state["data"] == {"dir": str(tiny["data"]), "kind": "fma", "name": "small", "synthetic": False,
+                             "training_tracks": 3}
     state["data"]["synthetic"] = True
     torch.save(state, tmp_path / "synthetic.pt")
     sf.write(tmp_path / "quiet.wav", np.full(22050, 1e-5, np.float32), 22050)  # 1 s at -100 dBFS

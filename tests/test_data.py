@@ -15,7 +15,7 @@ from config import AudioConfig
 from conftest import DATA, MONO_44K, REAL_CLIPS, ROOT, STEREO_44K, STEREO_48K, run_main, write_mp3
 from audio import AudioError, load_audio, log_mel
 from cache import cache_path, prepare_cache
-from utils import DataError, audio_path, find_audio_dir, load_genres, load_metadata, load_tracks, select_subset
+from collection import DataError, audio_path, find_audio_dir, load_genres, load_metadata, load_tracks, select_subset
 
 AUDIO = AudioConfig()
 
@@ -164,7 +164,7 @@ def test_prepare_only_real_tree_all_ok(small_tree, tmp_path):
 
 def damage(tree):
     """Damage five tracks of a large_tree; return {track_id: expected reason}."""
-    from utils import audio_path
+    from collection import audio_path
     d = tree / "fma_large"
     audio_path(d, 20).write_bytes(b"")                                     # empty
     data = audio_path(d, 26).read_bytes()
@@ -192,7 +192,7 @@ def test_prepare_only_reports_exactly_the_damaged_files(large_tree, tmp_path):
 
 
 def test_short_usable_clip_is_padded(small_tree, tmp_path):
-    from utils import audio_path
+    from collection import audio_path
     write_mp3(audio_path(small_tree / "fma_small", 10), 5.0)
     cache = prepare_cache(small_tree, "small", cache_dir=tmp_path / "c", workers=1, progress=False)
     row = cache.index.set_index("track_id").loc[10]

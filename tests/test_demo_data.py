@@ -180,9 +180,9 @@ def test_broken_clips(demo):
 
 
 def test_readable_by_the_project_loader(demo):
-    utils = pytest.importorskip("utils")
-    tracks, genres = utils.load_metadata(demo)
-    small = utils.select_subset(tracks, "small")
+    collection = pytest.importorskip("collection")
+    tracks, genres = collection.load_metadata(demo)
+    small = collection.select_subset(tracks, "small")
     assert len(small) == len(tracks) and len(genres) == 163
     assert isinstance(small[("track", "genres_all")].iloc[0], list)
 

@@ -16,7 +16,7 @@ from config import AudioConfig
 from conftest import DATA, run_main
 from models import ModelConfig, build_model
 from models_utils import save_checkpoint
-from utils import DataError, load_genres, load_metadata, load_tracks
+from collection import DataError, load_genres, load_metadata, load_tracks
 
 TRACKS, GENRES = "tracks.csv", "genres.csv"
 REAL = DATA / "fma_metadata"

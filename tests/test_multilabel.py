@@ -12,7 +12,7 @@ from conftest import DATA, NO_AUG, REAL_CLIPS, make_large_tree, run_main
 from loss import Loss
 from utils import sample_weights
 from metrics import multilabel_metrics, tune_threshold
-from utils import genre_path, genre_vocabulary, load_genres, load_tracks, multi_hot
+from collection import genre_path, genre_vocabulary, load_genres, load_tracks, multi_hot
 
 GENRES = load_genres(DATA / "fma_metadata" / "genres.csv")
 

@@ -24,7 +24,8 @@ from config import AudioConfig
 from conftest import DATA, MONO_44K, NO_AUG, REAL_CLIPS, ROOT, STEREO_44K, STEREO_48K, run_main
 import audio
 from audio import clip_from_wave, load_audio, log_mel
-from utils import audio_path, crop_starts, eval_windows
+from collection import audio_path
+from utils import crop_starts, eval_windows
 
 CROP_SECONDS, K = 3, 4  # the checkpoint's training crop and evaluation crops
 EIGHT_REAL = REAL_CLIPS + [MONO_44K, STEREO_48K]

@@ -182,7 +182,7 @@ def test_config_does_not_import_torch():
 def test_download_hint_names_the_subset_asked_for(tmp_path, subset):
     from config import AudioConfig
     from cache import prepare_cache
-    from utils import DataError
+    from collection import DataError
     shutil.copytree(DATA / "fma_metadata", tmp_path / "fma_metadata")  # metadata, but no fma_<subset>/
     with pytest.raises(DataError, match=rf"no audio folder fma_{subset}/.*`bash download_data.sh {subset} "):
         prepare_cache(tmp_path, subset, AudioConfig(), cache_dir=tmp_path / "cache")
