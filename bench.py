@@ -5,41 +5,13 @@
     python bench.py --device cpu --output '' # CPU rows only, print without writing BENCHMARKS.md
     python bench.py --help                   # every option and its default
 
-Everything is measured in this one run, on synthetic demo MP3s that the script generates itself
-(demo_data.py, kept in --work-dir for the next run), with every baseline beside what it is compared to:
-
-- Feature extraction on the same N MP3s, in tracks per second: our cache build (utils.prepare_cache),
-  an original-style pipeline (sequential librosa.load at default settings + melspectrogram +
-  power_to_db + one pickled array per track, as the seed project did), and the decode floor (decode,
-  mono mix and resample only, with the same number of worker threads). Each pipeline runs in a fresh
-  process, warmed up on one file first (imports, filter banks), so the peak RSS is its own.
-- Training throughput of every model through the real data path (FeatureCache -> ClipDataset ->
-  DataLoader -> train.train_one_epoch), on the repository's default input (random 3 s crops of the
-  cached 30 s clips) and on whole 30 s clips: clips/s over a timed window after warm-up steps, and
-  the time of an fma_small-sized epoch (6,400 clips) extrapolated from it. The DataLoader alone is
-  timed over the same number of batches, to show whether data loading is the bottleneck. CPU rows
-  always; GPU rows when --device resolves to cuda (mixed precision, channels_last, pinned memory and
-  persistent loader workers there, each switchable; each row with torch.compile off and on).
-- Inference: milliseconds per 30 s song, one song at a time after the model is loaded (decode +
-  features + model, predictor.Predictor), and songs/s over the demo folder with
-  parallel decoding; for every model (random weights) and for the shipped checkpoints
-  (`--checkpoints`, pretrained/musicnn_msd.pt by default).
-- Cache check: reopening a finished cache stats every audio file of the subset against index.csv's
-  size and mtime (utils.FileCheck); timed on an fma_large-sized tree (106,574 empty files in FMA's
-  NNN/NNNNNN.mp3 layout, in --tmp-dir, deleted afterwards) against a matching index, beside the
-  reading of that index.csv and the decoding time per track of the extraction row.
-- End to end (on CUDA, or with --end-to-end on): `python main.py --config configs/best.yaml` on the
-  demo set of `make run` (demo_data.py's defaults), timed from the MP3s on disk to results.json
-  (cache build, training, test report), with its test accuracy and bootstrap interval.
-- Distributed training on CPU: `python main.py` under torchrun with 1 and 2 processes (gloo), the
-  cores shared out between them; training clips/s of all ranks together, as a ratio to 1 process.
-- Memory: peak RSS of the cache build, and of training steps over a cache of fma_large's size
-  (106,574 clips x 128 x 1,292 float16 = 35 GB): a sparse features.npy in --tmp-dir (untouched pages
-  use no disk; deleted afterwards) read through the same FeatureCache/ClipDataset/DataLoader path.
-
-Timings depend on what else the machine runs; BENCHMARKS.md records the machine and the command.
-bench.py owns only the part of BENCHMARKS.md between its markers (REPORT_BEGIN, REPORT_END) and rewrites
-just that; the text around it (the title, the hand-written notes) is kept as it is (update_report).
+Everything is measured in this one run, on synthetic demo MP3s it generates itself (kept in --work-dir) and on
+the real clips of tests/data, each beside its baseline: feature extraction (ours, an original-style pipeline,
+the decode floor), training throughput of every model through the real data path, inference latency,
+prediction over a folder of 20 real clips, memory over an fma_large-sized cache, the cache check, end to end,
+and torchrun. Each row runs in a process of its own and reports its wall, user and sys seconds and peak RSS.
+What each row measures: docs/speed.md. bench_report.py writes the tables into BENCHMARKS.md between its
+markers and keeps the text around them.
 """
 from __future__ import annotations
 
@@ -47,8 +19,6 @@ import argparse
 import concurrent.futures as cf
 import multiprocessing
 import os
-import platform
-import re
 import resource
 import shutil
 import subprocess
@@ -60,14 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_report import E2E_PRESET, FMA_SMALL_EPOCH, NOT_MEASURED, report, update_report
+
 ROOT = Path(__file__).resolve().parent
-FMA_SMALL_EPOCH = 6400           # clips in fma_small's training split
 FMA_LARGE_SPLITS = {"training": 84353, "validation": 10958, "test": 11263}  # official, 106,574 clips
 FMA_LARGE_MAX_ID = 155320        # highest track id of fma_large: its clips fill folders 000/ to 155/
-GOALS = {"extract_vs_original": 4.0, "extract_vs_floor": 1.3, "infer_ms": 100.0, "rss_gb": 3.0,
-         "gpu_crnn_clips_s": 2000.0}
-NOT_MEASURED = "not yet measured (no GPU available)"
-E2E_PRESET = "configs/best.yaml"  # the end-to-end row's preset (the make run default)
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -86,25 +53,43 @@ def children_peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
+def _times() -> tuple[float, float, float]:
+    """(wall, user, sys) seconds so far: this process's and its finished children's CPU time."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.perf_counter(), me.ru_utime + kids.ru_utime, me.ru_stime + kids.ru_stime
+
+
+def _measured(fn, args, kwargs) -> dict:
+    """fn(*args, **kwargs) -> dict, with `usage`: its wall, user and sys seconds, and the process's peak RSS."""
+    before = _times()
+    out = fn(*args, **kwargs)
+    after = _times()
+    rss = max(peak_rss_mb(), children_peak_rss_mb())
+    return {**out, "usage": {"wall_s": after[0] - before[0], "user_s": after[1] - before[1],
+                             "sys_s": after[2] - before[2], "rss_mb": rss}}
+
+
 def in_fresh_process(fn, *args, **kwargs) -> dict:
-    """Run fn(*args, **kwargs) -> dict in a new (spawned) process, so that its peak RSS is its own."""
+    """Run fn(*args, **kwargs) -> dict in a new (spawned) process, so that its peak RSS is its own; the result
+    gets `usage` (wall, user, sys of fn, DataLoader workers included, and peak RSS)."""
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(1, mp_context=ctx) as pool:
-        return pool.submit(fn, *args, **kwargs).result()
+        return pool.submit(_measured, fn, args, kwargs).result()
 
 
-def machine(device) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    import torch
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "no GPU"
-    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {gpu}; {platform.system()}, "
-            f"Python {platform.python_version()}, torch {torch.__version__}")
+def run_command(cmd: list[str]) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run a command (its output captured) and what it used: its wall, user and sys seconds and peak RSS, its
+    own descendants' included (the resource usage os.wait4 gives of that one child)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        _, status, used = os.wait4(proc.pid, 0)  # reaped here, so that its rusage is its own
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        done = subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
+    return done, {"wall_s": wall, "user_s": used.ru_utime, "sys_s": used.ru_stime, "rss_mb": used.ru_maxrss / 1024}
 
 
 def demo_set(work_dir: Path, tracks_per_genre: int | None = None, seconds: float | None = None) -> Path:
@@ -145,7 +130,7 @@ def extract_ours(data_dir: Path, cache_dir: Path, workers: int) -> dict:
     cache = prepare_cache(data_dir, "small", audio, cache_dir=cache_dir, workers=workers, progress=False,
                           log=lambda _: None)
     seconds = time.perf_counter() - start
-    return {"tracks": len(cache.ok), "seconds": seconds, "rss_mb": peak_rss_mb()}
+    return {"tracks": len(cache.ok), "seconds": seconds}
 
 
 def extract_original(files: list[Path], out_dir: Path) -> dict:
@@ -165,7 +150,7 @@ def extract_original(files: list[Path], out_dir: Path) -> dict:
     start = time.perf_counter()
     for path in files:
         one(path)
-    return {"tracks": len(files), "seconds": time.perf_counter() - start, "rss_mb": peak_rss_mb()}
+    return {"tracks": len(files), "seconds": time.perf_counter() - start}
 
 
 def decode_only(path: Path, sample_rate: int = 22050) -> int:
@@ -181,7 +166,7 @@ def extract_floor(files: list[Path], workers: int) -> dict:
     start = time.perf_counter()
     with cf.ThreadPoolExecutor(workers) as pool:
         list(pool.map(decode_only, files))
-    return {"tracks": len(files), "seconds": time.perf_counter() - start, "rss_mb": peak_rss_mb()}
+    return {"tracks": len(files), "seconds": time.perf_counter() - start}
 
 
 # ----------------------------------------------------------------------------------------- training
@@ -295,6 +280,30 @@ def inference(model: str, files: list[Path], device: str, workers: int, latency_
     return {"ms_per_song": 1000 * float(np.median(latencies)), "songs_per_s": done / (time.perf_counter() - start)}
 
 
+PREDICT_SONGS = 20  # real clips (tests/data's, repeated) of the prediction row
+PREDICT_CHECKPOINT = "pretrained/musicnn_msd.pt"
+
+
+def predict_folder(scratch: Path, songs: int = PREDICT_SONGS) -> dict:
+    """`python pre_trained_models.py --checkpoint PREDICT_CHECKPOINT FOLDER` on one real 30 s clip, then on a
+    folder of `songs` (tests/data's real FMA clips, repeated): each command's usage, and the seconds per song
+    after start-up, (wall of `songs` - wall of one) / (songs - 1)."""
+    clips = sorted((ROOT / "tests" / "data").glob("*/*/*.mp3")) + sorted((ROOT / "tests" / "data").glob("extra_audio/*.mp3"))
+    rows = []
+    for n in (1, songs):
+        folder = scratch / f"predict-{n}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            shutil.copyfile(clips[i % len(clips)], folder / f"{i:02d}-{clips[i % len(clips)].name}")
+        done, used = run_command([sys.executable, str(ROOT / "pre_trained_models.py"), "--checkpoint",
+                                  str(ROOT / PREDICT_CHECKPOINT), str(folder)])
+        if done.returncode:
+            return {"checkpoint": PREDICT_CHECKPOINT, "rows": [], "note": failed(done)}
+        rows.append({"songs": n, "usage": used})
+    per_song = (rows[1]["usage"]["wall_s"] - rows[0]["usage"]["wall_s"]) / (songs - 1)
+    return {"checkpoint": PREDICT_CHECKPOINT, "rows": rows, "s_per_song": per_song}
+
+
 # ------------------------------------------------------------------------------------------- memory
 
 def write_large_cache(path: Path, n_tracks: int, audio) -> Path:
@@ -382,238 +391,42 @@ def free_disk_gb(path: Path) -> float:
 
 # -------------------------------------------------------------------------------------------- table
 
-def fmt(x: float, digits: int = 1) -> str:
-    return f"{x:,.{digits}f}"
-
-
-def ratio(x: float) -> str:
-    return f"{x:.2f}x"
-
-
-def goal(ok) -> str:
-    return "not measured" if ok is None else ("met" if ok else "**not met**")
-
-
-def report(args, results: dict) -> str:
-    """The Markdown report: machine, command, tables with ratios, goals."""
-    r, lines = results, []
-    ex = r["extract"]
-    tps = {k: v["tracks"] / v["seconds"] for k, v in ex.items()}
-    vs_orig, vs_floor = tps["ours"] / tps["original"], tps["floor"] / tps["ours"]
-    lines += [f"Machine: {r['machine']}.", "", f"Command: `{r['command']}` ({r['wall_s']:.0f} s in all).", "",
-              f"### Feature extraction ({ex['ours']['tracks']} demo MP3s of {args.seconds:g} s, "
-              f"{args.workers} workers)", "",
-              "| pipeline | tracks/s | s per track | vs original-style | time vs decode floor | peak RSS |",
-              "|---|---:|---:|---:|---:|---:|"]
-    names = {"original": "original-style: sequential `librosa.load` + `melspectrogram` + pickle per track",
-             "floor": f"decode floor: decode + mono + resample only, {args.workers} threads",
-             "ours": f"ours: `prepare_cache` (decode, log-mel, float16 cache), {args.workers} threads"}
-    for k in ("original", "floor", "ours"):
-        lines.append(f"| {names[k]} | {fmt(tps[k])} | {ex[k]['seconds'] / ex[k]['tracks']:.3f} | "
-                     f"{ratio(tps[k] / tps['original'])} | {ratio(tps['floor'] / tps[k])} | "
-                     f"{fmt(ex[k]['rss_mb'], 0)} MiB |")
-    lines += ["", f"### Training throughput (batch {args.batch_size}, AdamW; timed window after "
-                  f"{args.warmup_steps + 1} warm-up steps; epoch = {FMA_SMALL_EPOCH:,} clips)", "",
-              "| model | device | input | clips/s | fma_small epoch | data path alone, clips/s | data loading share |",
-              "|---|---|---|---:|---:|---:|---:|"]
-    for t in r["train"]:
-        inp = "whole 30 s clips" if not t["crop_seconds"] else f"{t['crop_seconds']:g} s crops of 30 s clips"
-        if "clips_per_s" not in t:
-            lines.append(f"| {t['model']} | {t.get('setup', t['device'])} | {inp} | {t['note']} | | | |")
-            continue
-        lines.append(f"| {t['model']} | {t.get('setup', t['device'])} | {inp} | {fmt(t['clips_per_s'])} | "
-                     f"{fmt(FMA_SMALL_EPOCH / t['clips_per_s'], 0)} s | {fmt(t['load_clips_per_s'], 0)} | "
-                     f"{100 * t['clips_per_s'] / t['load_clips_per_s']:.0f}% |")
-    lines += ["", f"### Inference (model names: the default checkpoint shape, 8 crops of 3 s per 30 s clip at "
-                  f"22,050 Hz; .pt rows: the shipped checkpoint, e.g. musicnn's 10 patches of 3 s at 16 kHz; "
-                  f"{len(r['files'])} demo songs)", "",
-              "| model | device | ms per 30 s song (decode + features + model, one at a time) | "
-              f"songs/s over the folder ({args.workers} decoding threads) |", "|---|---|---:|---:|"]
-    for i in r["infer"]:
-        if "ms_per_song" not in i:
-            lines.append(f"| {i['model']} | {i['device']} | {i['note']} | |")
-            continue
-        lines.append(f"| {i['model']} | {i['device']} | {fmt(i['ms_per_song'])} | {fmt(i['songs_per_s'])} |")
-    m = r["memory"]
-    lines += ["", "### Memory (peak RSS)", "", "| what | main process | largest worker process |", "|---|---:|---:|",
-              f"| cache build, {ex['ours']['tracks']} tracks, {args.workers} threads | "
-              f"{fmt(ex['ours']['rss_mb'], 0)} MiB | (threads) |"]
-    if "rss_mb" in m:
-        lines.append(f"| training {m['steps']} batches of {args.batch_size} (crnn, 3 s crops, "
-                     f"{m['loader_workers']} loader workers) over a {m['tracks']:,}-clip cache "
-                     f"({m['gb']:.1f} GB float16, sparse) | {fmt(m['rss_mb'], 0)} MiB | "
-                     f"{fmt(m['children_rss_mb'], 0) + ' MiB' if m['loader_workers'] else '-'} |")
-    else:
-        lines.append(f"| training over an fma_large-sized cache | {m['note']} | |")
-    if r.get("e2e"):
-        lines += ["", f"### End to end (`python main.py --config {E2E_PRESET}` on the demo set of `make run`: "
-                      "cache build, training, test report)", "",
-                  "| device | wall time | epochs | test accuracy (synthetic demo set) | bootstrap interval | test tracks |",
-                  "|---|---:|---:|---:|---|---:|"]
-        for e in r["e2e"]:
-            if "seconds" not in e:
-                lines.append(f"| {e['device']} | {e['note']} | | | | |")
-                continue
-            ci = f"{e['ci'][0]:.3f} to {e['ci'][1]:.3f}" if e.get("ci") else "-"
-            lines.append(f"| {e['device']} | {fmt(e['seconds'], 0)} s | {e['epochs']} | {e['accuracy']:.3f} | {ci} | "
-                         f"{e['test_tracks']} |")
-    ddp = [d for d in r.get("ddp", []) if "clips_per_s" in d]
-    if ddp:
-        lines += ["", f"### Distributed training on CPU (torchrun, gloo; `python main.py --model {args.ddp_model} "
-                      f"--batch-size {args.ddp_batch_size}` per process; median of epochs 2-{args.ddp_epochs})", "",
-                  "| processes | threads each | global batch | training clips/s (all ranks) | vs 1 process |",
-                  "|---:|---:|---:|---:|---:|"]
-        for d in ddp:
-            lines.append(f"| {d['processes']} | {d['threads']} | {args.ddp_batch_size * d['processes']} | "
-                         f"{fmt(d['clips_per_s'])} | {ratio(d['clips_per_s'] / ddp[0]['clips_per_s'])} |")
-    lines += [f"\nDistributed training, {d['processes']} process(es): {d['note']}" for d in r.get("ddp", [])
-              if "note" in d]
-    c = r["check"]
-    lines += ["", "### Cache check (reopening a finished cache: every audio file stat'ed against index.csv)", "",
-              "| files (FMA layout) | check: paths + stat + compare | per file | of which stat + compare | "
-              "reading index.csv | check / index read | check = decoding of |", "|---:|---:|---:|---:|---:|---:|---:|"]
-    if "files" in c:
-        check_s, decode_s = c["paths_s"] + c["stat_s"], ex["ours"]["seconds"] / ex["ours"]["tracks"]
-        lines.append(f"| {c['files']:,} | {fmt(check_s, 2)} s | {fmt(1e6 * check_s / c['files'], 1)} us | "
-                     f"{fmt(c['stat_s'], 2)} s | {fmt(c['index_s'], 2)} s | {ratio(check_s / c['index_s'])} | "
-                     f"{fmt(check_s / decode_s, 1)} tracks ({args.workers} threads) |")
-    else:
-        lines.append(f"| {args.check_files:,} | {c['note']} | | | | | |")
-    crnn_gpu = max((t["clips_per_s"] for t in r["train"] if t["model"] == "crnn" and t["device"] == "cuda"
-                    and not t["crop_seconds"] and "clips_per_s" in t), default=None)  # the faster of compile off/on
-    gpu_ok = None if crnn_gpu is None else crnn_gpu >= GOALS["gpu_crnn_clips_s"]
-    cpu_inf = {i["model"]: i["ms_per_song"] for i in r["infer"] if i["device"] == "cpu" and "ms_per_song" in i}
-    fast = [k for k, v in cpu_inf.items() if v < GOALS["infer_ms"]]
-    slow = [k for k, v in cpu_inf.items() if v >= GOALS["infer_ms"]]
-    infer_status = (goal(None) if not cpu_inf else goal(not slow) if not (fast and slow)
-                    else f"met for {', '.join(fast)}; **not met** for {', '.join(slow)}")
-    worst_share = max((t["clips_per_s"] / t["load_clips_per_s"] for t in r["train"]
-                       if t["device"] == "cpu" and "clips_per_s" in t), default=float("nan"))
-    rss = max(m.get("rss_mb", float("nan")), m.get("rss_mb", 0) + m.get("children_rss_mb", 0) * m.get("loader_workers", 0))
-    lines += ["", "### Goals", "", "| goal | measured | |", "|---|---|---|",
-              f"| extraction >= {GOALS['extract_vs_original']:g}x the original-style pipeline | "
-              f"{ratio(vs_orig)} | {goal(vs_orig >= GOALS['extract_vs_original'])} |",
-              f"| extraction within {GOALS['extract_vs_floor']:g}x of the decode floor | {ratio(vs_floor)} | "
-              f"{goal(vs_floor <= GOALS['extract_vs_floor'])} |",
-              f"| CPU training: data loading never the bottleneck | data path alone takes at most "
-              f"{100 * worst_share:.0f}% of a training step's time | {goal(worst_share < 0.25)} |",
-              f"| inference < {GOALS['infer_ms']:g} ms per 30 s song on CPU | "
-              f"{', '.join(f'{k} {fmt(v)} ms' for k, v in cpu_inf.items()) or '-'} | {infer_status} |",
-              f"| peak RSS < {GOALS['rss_gb']:g} GB training over an fma_large-sized cache | "
-              f"{fmt(rss / 1024, 2) + ' GiB (main + workers)' if 'rss_mb' in m else '-'} | "
-              f"{goal(rss / 1024 < GOALS['rss_gb'] if 'rss_mb' in m else None)} |",
-              f"| GPU: CRNN >= {GOALS['gpu_crnn_clips_s']:,.0f} clips/s of whole 30 s clips | "
-              f"{fmt(crnn_gpu) + ' clips/s' if gpu_ok is not None else NOT_MEASURED} | "
-              f"{goal(gpu_ok)} |"]
-    return "\n".join(lines) + "\n"
-
-
-DOC_HEAD = """# Benchmarks
-
-The part between the `bench.py` markers is written by `python bench.py` (see its docstring for what
-each number means); every number in it comes from the run named under "Command". Re-run it to
-measure your machine; `--device cuda` on a GPU machine adds the GPU rows. Text outside the markers
-is yours: reruns keep it.
-
-"""
-BEGIN, END = "<!-- bench.py: begin report", "<!-- bench.py: end report"  # how the marker lines start
-REPORT_BEGIN = f"{BEGIN} (rewritten by python bench.py up to the end marker; edit outside) -->"
-REPORT_END = f"{END} -->"
-
-
-def update_report(path: Path, text: str) -> str:
-    """Put the report `text` into the Markdown file `path` between its marker lines (REPORT_BEGIN and
-    REPORT_END; recognised by how they start, BEGIN and END), leaving every byte outside them as it was.
-    A missing file is created (DOC_HEAD, then the report between markers); a file without markers gets
-    them, with the report, appended at its end. Returns 'created', 'appended' or 'updated'. Malformed
-    markers (one missing, repeated, or the end first) raise ValueError and leave the file untouched."""
-    path = Path(path)
-    old = ""
-    if path.exists():
-        with open(path, newline="") as f:  # newline="": a CRLF file stays CRLF, byte for byte
-            old = f.read()
-    nl = "\r\n" if "\r\n" in old else "\n"
-    block = f"\n{text.strip()}\n\n".replace("\n", nl)  # blank lines keep the markers apart from the tables
-    begins, ends = _marker_lines(old, BEGIN), _marker_lines(old, END)
-    if not path.exists():
-        new, done = f"{DOC_HEAD}{REPORT_BEGIN}\n{block}{REPORT_END}\n", "created"
-    elif not begins and not ends:
-        sep = "" if not old or old.endswith(nl * 2) else nl if old.endswith(nl) else nl * 2
-        new, done = f"{old}{sep}{REPORT_BEGIN}{nl}{block}{REPORT_END}{nl}", "appended"
-    elif len(begins) == len(ends) == 1 and begins[0][1] <= ends[0][0]:
-        new, done = old[:begins[0][1]] + block + old[ends[0][0]:], "updated"
-    else:
-        order = " (the end marker first)" if len(begins) == len(ends) == 1 else ""
-        raise ValueError(f"{path}: expected one line starting {BEGIN!r} and, after it, one line starting {END!r}; "
-                         f"found {len(begins)} and {len(ends)}{order}. Fix the markers by hand; nothing was written")
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        f.write(new)
-    os.replace(tmp, path)
-    return done
-
-
-def _marker_lines(text: str, start: str) -> list[tuple[int, int]]:
-    """(offset of the line, offset after its newline) of each line of `text` that starts with `start`."""
-    return [(m.start(), m.end()) for m in re.finditer(rf"^{re.escape(start)}\b.*(?:\n|$)", text, flags=re.M)]
-
-
 # --------------------------------------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="small sizes (sets the defaults marked 'quick' below): a few minutes on 2 cores")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto: GPU rows too when CUDA is available; cpu: CPU rows only; cuda: require a GPU")
-    p.add_argument("--tracks-per-genre", type=int, default=None,
-                   help="demo MP3s per genre (8 genres) for extraction and inference (default: 6 quick, 25 full)")
-    p.add_argument("--seconds", type=float, default=30.0, help="length of each demo MP3, in seconds")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="decoding threads for the cache build, the decode floor and inference")
-    p.add_argument("--models", default="cnn1d,cnn2d,crnn,shortchunk_res", help="comma-separated models to train and run")
-    p.add_argument("--checkpoints", default="pretrained/musicnn_msd.pt",
-                   help="comma-separated shipped checkpoints whose inference is timed too (their own audio "
-                        "parameters and windows)")
-    p.add_argument("--batch-size", type=int, default=32, help="training batch, in clips (main.py's default)")
-    p.add_argument("--warmup-steps", type=int, default=1, help="untimed training steps before the window (+1 sizing step)")
-    p.add_argument("--window-seconds", type=float, default=None,
-                   help="timed training window per row, in seconds (default: 3 quick, 20 full)")
-    p.add_argument("--min-steps", type=int, default=None,
-                   help="fewest timed training steps per row (default: 1 quick, 5 full)")
-    p.add_argument("--whole-clips", action=argparse.BooleanOptionalAction, default=None,
-                   help="also time training on whole 30 s clips (the seed's input), besides 3 s crops "
-                        "(default: on for GPU rows, and for CPU rows without --quick)")
-    p.add_argument("--loader-workers", type=int, default=None,
-                   help="DataLoader processes for training (default: 0 on CPU, 4 on CUDA, as main.py)")
-    p.add_argument("--ddp-model", default="crnn", help="model of the torchrun rows (1 and 2 processes on CPU)")
-    p.add_argument("--ddp-epochs", type=int, default=4, help="epochs of each torchrun row (0 or 1: no torchrun rows)")
-    p.add_argument("--ddp-batch-size", type=int, default=8, help="clips per process and step in the torchrun rows")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True, help="mixed precision on CUDA")
-    p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
-                   help="NHWC memory layout for the models (auto: on CUDA only)")
-    p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
-                   help="torch.compile the models in the training rows (auto: CPU rows off, GPU rows both off "
-                        "and on; its compile time is in the warm-up)")
-    p.add_argument("--end-to-end", choices=("auto", "on", "off"), default="auto",
-                   help=f"time python main.py --config {E2E_PRESET} on the demo set of make run (auto: on CUDA "
-                        "only; on 2 CPU cores it takes about 9 minutes, as the README's results table says)")
-    p.add_argument("--latency-songs", type=int, default=None,
-                   help="songs timed one at a time for inference latency (default: 8 quick, 32 full)")
-    p.add_argument("--large-tracks", type=int, default=sum(FMA_LARGE_SPLITS.values()),
-                   help="clips in the synthetic cache of the memory benchmark (fma_large: 106,574)")
-    p.add_argument("--check-files", type=int, default=sum(FMA_LARGE_SPLITS.values()),
-                   help="empty audio files of the cache-check benchmark (fma_large: 106,574)")
-    p.add_argument("--memory-steps", type=int, default=None,
-                   help="training batches timed over the large cache (default: 10 quick, 100 full)")
-    p.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "fma-bench"),
-                   help="where the demo MP3s are kept between runs (caches built from them are deleted)")
-    p.add_argument("--tmp-dir", default=tempfile.gettempdir(),
-                   help="where the sparse fma_large-sized cache is written (deleted afterwards)")
-    p.add_argument("--output", default="BENCHMARKS.md",
-                   help="Markdown file whose part between the bench.py markers is rewritten (created when "
-                        "missing; text outside the markers is kept; '' = print only)")
+    add = p.add_argument
+    add("--quick", action="store_true", help="small sizes (the 'quick' defaults below): a few minutes on 2 cores")
+    add("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: GPU rows too when CUDA is there")
+    add("--tracks-per-genre", type=int, default=None, help="demo MP3s per genre, 8 genres (default: 6 quick, 25)")
+    add("--seconds", type=float, default=30.0, help="length of each demo MP3, in seconds")
+    add("--workers", type=int, default=os.cpu_count() or 1, help="decoding threads (cache build, floor, inference)")
+    add("--models", default="cnn1d,cnn2d,crnn,shortchunk_res", help="comma-separated models to train and run")
+    add("--checkpoints", default="pretrained/musicnn_msd.pt", help="shipped checkpoints whose inference is timed too")
+    add("--batch-size", type=int, default=32, help="training batch, in clips (main.py's default)")
+    add("--warmup-steps", type=int, default=1, help="untimed training steps before the window (+1 sizing step)")
+    add("--window-seconds", type=float, default=None, help="timed training window per row (default: 3 quick, 20)")
+    add("--min-steps", type=int, default=None, help="fewest timed training steps per row (default: 1 quick, 5)")
+    add("--whole-clips", action=argparse.BooleanOptionalAction, default=None,
+        help="also train on whole 30 s clips, besides 3 s crops (default: GPU rows, and CPU rows without --quick)")
+    add("--loader-workers", type=int, default=None, help="DataLoader processes (default: 0 on CPU, 4 on CUDA)")
+    add("--ddp-model", default="crnn", help="model of the torchrun rows (1 and 2 processes on CPU)")
+    add("--ddp-epochs", type=int, default=4, help="epochs of each torchrun row (0 or 1: no torchrun rows)")
+    add("--ddp-batch-size", type=int, default=8, help="clips per process and step in the torchrun rows")
+    add("--amp", action=argparse.BooleanOptionalAction, default=True, help="mixed precision on CUDA")
+    add("--channels-last", choices=("auto", "on", "off"), default="auto", help="NHWC layout (auto: on CUDA only)")
+    add("--compile", choices=("auto", "on", "off"), default="auto",
+        help="torch.compile the trained models (auto: CPU rows off, GPU rows off and on)")
+    add("--end-to-end", choices=("auto", "on", "off"), default="auto",
+        help=f"time python main.py --config {E2E_PRESET} on make run's demo set (auto: on CUDA only)")
+    add("--latency-songs", type=int, default=None, help="songs timed one at a time (default: 8 quick, 32)")
+    add("--large-tracks", type=int, default=sum(FMA_LARGE_SPLITS.values()), help="clips of the memory benchmark")
+    add("--check-files", type=int, default=sum(FMA_LARGE_SPLITS.values()), help="files of the cache-check benchmark")
+    add("--memory-steps", type=int, default=None, help="training batches over the large cache (default: 10 quick, 100)")
+    add("--work-dir", default=os.path.join(tempfile.gettempdir(), "fma-bench"), help="where the demo MP3s are kept")
+    add("--tmp-dir", default=tempfile.gettempdir(), help="where the sparse fma_large-sized cache is written")
+    add("--output", default="BENCHMARKS.md", help="Markdown file to rewrite between its markers ('' = print only)")
     return p
 
 
@@ -646,7 +459,7 @@ def setup(spec: TrainSpec) -> str:
 
 
 def run(args, command: str) -> dict:
-    from models_utils import pick_device
+    from models_utils import machine, pick_device
     device = pick_device(args.device)
     devices = ["cpu"] + (["cuda"] if device.type == "cuda" else [])
     models = [m for m in args.models.split(",") if m]
@@ -691,6 +504,8 @@ def run(args, command: str) -> dict:
                     inference, model, files, dev, args.workers, args.latency_songs)})
         if device.type != "cuda":
             results["infer"] += [{"model": m, "device": "cuda", "note": NOT_MEASURED} for m in models]
+        say(f"prediction: {PREDICT_CHECKPOINT} on 1 and {PREDICT_SONGS} real clips, one process each")
+        results["predict"] = predict_folder(scratch)
         results["memory"] = memory(args, scratch, device, say)
         if switch(args.end_to_end, device.type == "cuda"):
             say(f"end to end: python main.py --config {E2E_PRESET} on the demo set of make run, {device.type}")
@@ -719,13 +534,13 @@ def ddp_throughput(data: Path, cache_dir: Path, out: Path, processes: int, args)
            "--out", str(out), "--model", args.ddp_model, "--epochs", str(args.ddp_epochs), "--device", "cpu",
            "--batch-size", str(args.ddp_batch_size), "--threads", str(threads), "--wandb", "disabled",
            "--bootstrap", "0", "--eval-crops", "1", "--quiet"]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done, used = run_command(cmd)
     if done.returncode:
-        return {"processes": processes, "note": failed(done)}
+        return {"processes": processes, "note": failed(done), "usage": used}
     with open(out / "metrics.csv") as f:
         rates = [float(row["clips_per_s"]) for row in csv.DictReader(f)][1:]
     return {"processes": processes, "threads": threads, "clips_per_s": float(np.median(rates)),
-            "epochs": len(rates)}
+            "epochs": len(rates), "usage": used}
 
 
 def end_to_end(work: Path, scratch: Path, device: str) -> dict:
@@ -738,14 +553,12 @@ def end_to_end(work: Path, scratch: Path, device: str) -> dict:
     cmd = [sys.executable, str(ROOT / "main.py"), "--config", str(ROOT / E2E_PRESET), "--data-dir", str(data),
            "--subset", "small", "--cache-dir", str(scratch / "e2e-cache"), "--out", str(out), "--device", device,
            "--wandb", "disabled", "--quiet"]
-    start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
+    done, used = run_command(cmd)
     if done.returncode:
-        return {"device": device, "note": failed(done)}
+        return {"device": device, "note": failed(done), "usage": used}
     results = json.loads((out / "results.json").read_text())
     test = results["test"]
-    return {"device": device, "seconds": seconds, "accuracy": test["accuracy"],
+    return {"device": device, "usage": used, "accuracy": test["accuracy"],
             "ci": test.get("ci", {}).get("accuracy"), "test_tracks": results["test_tracks"],
             "epochs": len((out / "metrics.csv").read_text().splitlines()) - 1}
 

@@ -41,11 +41,20 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def machine() -> str:
-    """This machine in words, for results.json: OS, CPU, cores, GPU, torch version."""
+def machine(device: torch.device | None = None) -> str:
+    """This machine in words, for results.json and BENCHMARKS.md: CPU model, cores, memory, the GPU of `device`
+    (default: the first, if any), OS, Python and torch versions."""
     cpu = platform.processor() or platform.machine()
-    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return f"{platform.system()} {cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else 0
+    cuda = device.type == "cuda" if device is not None else torch.cuda.is_available()
+    gpu = torch.cuda.get_device_name(device if device is not None else 0) if cuda else "no GPU"
+    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {gpu}; {platform.system()}, "
+            f"Python {platform.python_version()}, torch {torch.__version__}")
 
 
 def seed_everything(seed: int) -> None:

@@ -8,6 +8,7 @@ import re
 import pytest
 
 import bench
+import bench_report
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -36,9 +37,10 @@ def test_pieces_and_report(small_tree, tmp_path):
         ["--quick", "--workers", "2", "--batch-size", "4", "--models", "cnn1d"]))
     files = bench.demo_files(small_tree)
     assert len(files) == 6
-    extract = {"original": bench.extract_original(files[:2], tmp_path / "pickles"),
-               "floor": bench.extract_floor(files, 2),
-               "ours": bench.extract_ours(small_tree, tmp_path / "cache", 2)}
+    extract = {"original": bench._measured(bench.extract_original, (files[:2], tmp_path / "pickles"), {}),
+               "floor": bench._measured(bench.extract_floor, (files, 2), {}),
+               "ours": bench._measured(bench.extract_ours, (small_tree, tmp_path / "cache", 2), {})}
+    assert {"wall_s", "user_s", "sys_s", "rss_mb"} == set(extract["ours"]["usage"])
     assert extract["ours"]["tracks"] == 6 and len(list((tmp_path / "pickles").glob("*.pkl"))) == 2
     cache = next(p for p in (tmp_path / "cache").iterdir() if p.is_dir())  # beside it: its .lock file
     spec = bench.TrainSpec("cnn1d", "cpu", 3.0, 4, 1, 0.0, 1, 0, False, False, False)
@@ -56,20 +58,23 @@ def test_pieces_and_report(small_tree, tmp_path):
     assert check["files"] == 300 and min(check["index_s"], check["paths_s"], check["stat_s"]) > 0
     assert len(list((tmp_path / "tree" / "fma_large").glob("*/*.mp3"))) == 300
     assert {p.name for p in (tmp_path / "tree" / "fma_large").iterdir()} == {f"{i:03d}" for i in range(156)}
+    predict = bench.predict_folder(tmp_path / "predict", songs=2)  # real processes, real clips
+    assert [r["songs"] for r in predict["rows"]] == [1, 2] and predict["rows"][1]["usage"]["rss_mb"] > 100
     results = {"machine": "test machine", "command": "python bench.py --quick", "wall_s": 1.0, "files": files,
                "extract": extract, "check": check,
                "train": [{"model": "cnn1d", "device": "cpu", "crop_seconds": 3.0, **train},
-                         {"model": "cnn1d", "device": "cuda", "crop_seconds": 0.0, "note": bench.NOT_MEASURED}],
+                         {"model": "cnn1d", "device": "cuda", "crop_seconds": 0.0, "note": bench_report.NOT_MEASURED}],
                "infer": [{"model": "cnn1d", "device": "cpu", **infer},
                          {"model": "pretrained/musicnn_msd.pt", "device": "cpu", **shipped},
-                         {"model": "cnn1d", "device": "cuda", "note": bench.NOT_MEASURED}],
-               "memory": {**mem, "tracks": 400, "gb": 0.1, "loader_workers": 0},
-               "e2e": [{"device": "cpu", "seconds": 300.0, "accuracy": 0.875, "ci": [0.79, 0.96], "test_tracks": 48,
-                        "epochs": 40}, {"device": "cuda", "note": bench.NOT_MEASURED}]}
-    text = bench.report(args, results)
+                         {"model": "cnn1d", "device": "cuda", "note": bench_report.NOT_MEASURED}],
+               "predict": predict, "memory": {**mem, "tracks": 400, "gb": 0.1, "loader_workers": 0},
+               "e2e": [{"device": "cpu", "accuracy": 0.875, "ci": [0.79, 0.96], "test_tracks": 48, "epochs": 40,
+                        "usage": {"wall_s": 300.0, "user_s": 500.0, "sys_s": 20.0, "rss_mb": 1500.0}},
+                       {"device": "cuda", "note": bench_report.NOT_MEASURED}]}
+    text = bench_report.report(args, results)
     tables = re.findall(r"((?:^\|.*\|$\n?)+)", text, flags=re.M)
-    assert len(tables) == 7  # extraction, training, inference, memory, end to end, cache check, goals
-    assert "| cpu | 300 s | 40 | 0.875 | 0.790 to 0.960 | 48 |" in text
+    assert len(tables) == 8  # extraction, training, inference, prediction, memory, end to end, cache check, goals
+    assert "| cpu | 40 | 0.875 | 0.790 to 0.960 | 48 | 300.0 | 500.0 | 20.0 | 1,500 MiB |" in text
     for table in tables:
         rows = table.strip().splitlines()
         assert re.fullmatch(r"\|(-+:?\|)+", rows[1].replace("---:", "---").replace("---", "-"))
@@ -79,7 +84,7 @@ def test_pieces_and_report(small_tree, tmp_path):
     assert re.search(r"^\| 300 \| \d+\.\d\d s \| [\d.]+ us \| \d+\.\d\d s \| \d+\.\d\d s \| \d+\.\d\dx \| "
                      r"[\d.]+ tracks \(2 threads\) \|$", text, flags=re.M), text
     results["check"] = {"note": "skipped: no inodes"}
-    assert "| 106,574 | skipped: no inodes | | | | | |" in bench.report(args, results)
+    assert "| 106,574 | skipped: no inodes | | | | | |" in bench_report.report(args, results)
 
 
 # ---------------------------------------------------------------------------- BENCHMARKS.md: its markers
@@ -95,42 +100,42 @@ def test_rerun_keeps_the_hand_written_notes(tmp_path, monkeypatch):
     a BENCHMARKS.md: the notes after it and the title before it stay byte for byte."""
     head = "# Benchmarks\n\nOur own introduction.\n\n"
     path = tmp_path / "BENCHMARKS.md"
-    path.write_text(f"{head}{bench.REPORT_BEGIN}\n\n{TABLE.format('1.0')}\n{bench.REPORT_END}\n\n{NOTES}")
+    path.write_text(f"{head}{bench_report.REPORT_BEGIN}\n\n{TABLE.format('1.0')}\n{bench_report.REPORT_END}\n\n{NOTES}")
     monkeypatch.setattr(bench, "run", lambda args, command: {"command": command})
     monkeypatch.setattr(bench, "report", lambda args, results: TABLE.format("1,584.0"))
     assert bench.main(["--quick", "--output", str(path)]) == 0
     text = path.read_text()
-    assert text.startswith(head + bench.REPORT_BEGIN + "\n") and text.endswith(f"{bench.REPORT_END}\n\n{NOTES}")
+    assert text.startswith(head + bench_report.REPORT_BEGIN + "\n") and text.endswith(f"{bench_report.REPORT_END}\n\n{NOTES}")
     assert "| cnn1d | 1,584.0 |" in text and "| cnn1d | 1.0 |" not in text
-    assert bench.update_report(path, TABLE.format("1,584.0")) == "updated" and path.read_text() == text  # stable
+    assert bench_report.update_report(path, TABLE.format("1,584.0")) == "updated" and path.read_text() == text  # stable
 
 
 def test_update_report_never_drops_text(tmp_path):
     fresh = tmp_path / "new.md"  # missing: a skeleton with the markers
-    assert bench.update_report(fresh, TABLE.format("2.0")) == "created"
-    assert fresh.read_text() == f"{bench.DOC_HEAD}{bench.REPORT_BEGIN}\n\n{TABLE.format('2.0')}\n{bench.REPORT_END}\n"
+    assert bench_report.update_report(fresh, TABLE.format("2.0")) == "created"
+    assert fresh.read_text() == f"{bench_report.DOC_HEAD}{bench_report.REPORT_BEGIN}\n\n{TABLE.format('2.0')}\n{bench_report.REPORT_END}\n"
     old = tmp_path / "old.md"  # written before the markers: the report is appended, nothing is replaced
     old.write_text(NOTES)
-    assert bench.update_report(old, TABLE.format("3.0")) == "appended"
-    assert old.read_text() == f"{NOTES}\n\n{bench.REPORT_BEGIN}\n\n{TABLE.format('3.0')}\n{bench.REPORT_END}\n"
-    assert bench.update_report(old, TABLE.format("4.0")) == "updated"  # and from then on, only between them
+    assert bench_report.update_report(old, TABLE.format("3.0")) == "appended"
+    assert old.read_text() == f"{NOTES}\n\n{bench_report.REPORT_BEGIN}\n\n{TABLE.format('3.0')}\n{bench_report.REPORT_END}\n"
+    assert bench_report.update_report(old, TABLE.format("4.0")) == "updated"  # and from then on, only between them
     assert old.read_text().startswith(NOTES) and "| 4.0 |" in old.read_text() and "| 3.0 |" not in old.read_text()
     crlf = tmp_path / "crlf.md"  # Windows line ends stay as they are
-    crlf.write_bytes(f"# B\n{bench.REPORT_BEGIN}\nold\n{bench.REPORT_END}\n{NOTES}\n".replace("\n", "\r\n").encode())
-    bench.update_report(crlf, TABLE.format("5.0"))
+    crlf.write_bytes(f"# B\n{bench_report.REPORT_BEGIN}\nold\n{bench_report.REPORT_END}\n{NOTES}\n".replace("\n", "\r\n").encode())
+    bench_report.update_report(crlf, TABLE.format("5.0"))
     data = crlf.read_bytes()
-    assert data.endswith(f"{bench.REPORT_END}\n{NOTES}\n".replace("\n", "\r\n").encode())
+    assert data.endswith(f"{bench_report.REPORT_END}\n{NOTES}\n".replace("\n", "\r\n").encode())
     assert b"| 5.0 |" in data and b"old" not in data and data.count(b"\n") == data.count(b"\r\n")
 
 
 @pytest.mark.parametrize("markers", [("begin",), ("end",), ("begin", "begin", "end"), ("end", "begin")])
 def test_malformed_markers_leave_the_file_alone(tmp_path, markers):
-    lines = {"begin": bench.REPORT_BEGIN, "end": bench.REPORT_END}
+    lines = {"begin": bench_report.REPORT_BEGIN, "end": bench_report.REPORT_END}
     path = tmp_path / "BENCHMARKS.md"
     path.write_text("".join(f"{lines[m]}\ntext {i}\n" for i, m in enumerate(markers)) + NOTES)
     before = path.read_bytes()
     with pytest.raises(ValueError, match="markers by hand; nothing was written"):
-        bench.update_report(path, TABLE.format("6.0"))
+        bench_report.update_report(path, TABLE.format("6.0"))
     assert path.read_bytes() == before and not (tmp_path / "BENCHMARKS.md.tmp").exists()
 
 
@@ -139,8 +144,8 @@ def test_the_repository_benchmarks_md_has_its_markers(tmp_path):
     shipped = bench.ROOT / "BENCHMARKS.md"
     copy = tmp_path / "BENCHMARKS.md"
     copy.write_bytes(shipped.read_bytes())
-    notes = shipped.read_text().split(bench.REPORT_END)[1]
+    notes = shipped.read_text().split(bench_report.REPORT_END)[1]
     assert "### Notes (written by hand" in notes
-    assert bench.update_report(copy, TABLE.format("7.0")) == "updated"
-    assert copy.read_text().split(bench.REPORT_END)[1] == notes
-    assert copy.read_text().split(bench.REPORT_BEGIN)[0] == shipped.read_text().split(bench.REPORT_BEGIN)[0]
+    assert bench_report.update_report(copy, TABLE.format("7.0")) == "updated"
+    assert copy.read_text().split(bench_report.REPORT_END)[1] == notes
+    assert copy.read_text().split(bench_report.REPORT_BEGIN)[0] == shipped.read_text().split(bench_report.REPORT_BEGIN)[0]
