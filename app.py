@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from allocator import tune_malloc
+
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = "pretrained/musicnn_msd.pt"
 MAX_UPLOAD_MIB = 200          # larger uploads are refused by the upload itself and again before decoding
@@ -444,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    tune_malloc()  # first: the heap, not fresh mappings, serves the large tensors (allocator.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not 0 < args.port < 65536:

@@ -3,8 +3,10 @@ function (`log_mel`) that training, evaluation and prediction all use; `clip_fro
 
 - `load_audio`: decode (libsndfile: mp3, wav, flac, ogg, ...) in blocks, mix to mono, resample with
   soxr; memory follows the audio in the file, whatever length its header claims. Every failure is an
-  `AudioError` whose message names the file and the reason.
-- `log_mel`: log-mel power in dB; equal to librosa's melspectrogram + power_to_db (tested).
+  `AudioError` whose message names the file and the reason. `audio_blocks` gives the same samples as they
+  are decoded, so that a song of any length is never held whole.
+- `log_mel`: log-mel power in dB; equal to librosa's melspectrogram + power_to_db (tested);
+  `log_mel_blocks` computes it, bit for bit, of a signal that comes in blocks.
 
     python -c "import audio; print(audio.load_audio('song.mp3', 22050).shape)"
 """
@@ -12,10 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import sys
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -54,13 +57,32 @@ def _check_sample_rate(path: Path, sr: int) -> None:
 def _mix_down(blocks: Iterable[np.ndarray], sr: int, path: Path, max_seconds: float) -> np.ndarray:
     """(frames, channels) blocks -> one mono float32 array, mixed block by block, failing as soon as
     more than `max_seconds` are decoded: memory follows the audio decoded, not what a header claims."""
-    parts, frames = [], 0
+    parts = list(_mono_blocks(blocks, sr, path, max_seconds))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+def _mono_blocks(blocks: Iterable[np.ndarray], sr: int, path: Path, max_seconds: float) -> Iterator[np.ndarray]:
+    """(frames, channels) blocks -> mono float32 blocks, failing as soon as more than `max_seconds` are decoded."""
+    frames = 0
     for block in blocks:
-        parts.append(block.mean(axis=1))
         frames += len(block)
         if frames > max_seconds * sr:
             raise _too_long(path, max_seconds)
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+        yield _mono(block)
+
+
+def _mono(block: np.ndarray) -> np.ndarray:
+    """(frames, channels) float32 -> (frames,): the mean of the channels, bit for bit block.mean(axis=1)
+    (which sums a row's channels in order from +0.0, then divides by their number), for mono and stereo
+    without NumPy's per-row reduction loop: 2 ms instead of 26 ms for a 30 s stereo clip at 44.1 kHz,
+    40% of its decoding time."""
+    if block.shape[1] > 2:
+        return block.mean(axis=1)
+    mono = np.add(block[:, 0], 0.0, dtype=np.float32)  # + 0.0: a -0.0 sample gives +0.0, as the mean's sum does
+    if block.shape[1] == 2:
+        mono += block[:, 1]
+        mono /= 2
+    return mono
 
 
 def _wav_declared_frames(path: Path, frames: int) -> int:
@@ -105,18 +127,35 @@ def _decode_soundfile(path: Path, max_seconds: float) -> tuple[np.ndarray, int, 
     """(mono float32 samples, sample rate, frames the header declares) through libsndfile, read in
     blocks: a header may declare any length (a damaged MP3's Xing frame count: terabytes), and
     soundfile would allocate all of it before reading."""
+    source = _soundfile_source(path, max_seconds)
+    sr, declared = next(source)
+    parts = list(source)
+    return (np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)), sr, declared
+
+
+def _soundfile_source(path: Path, max_seconds: float) -> Iterator:
+    """libsndfile's decoding of `path`, as it goes: (sample rate, frames the header declares) first, then
+    mono float32 blocks (a read of DECODE_BLOCK_SAMPLES each, mixed down)."""
     import soundfile as sf
     try:
         with sf.SoundFile(str(path)) as f:
             sr, declared = f.samplerate, _wav_declared_frames(path, f.frames)
             _check_sample_rate(path, sr)
-            wave = _mix_down(_soundfile_blocks(f, max(1, DECODE_BLOCK_SAMPLES // f.channels)), sr, path,
-                             max_seconds)
+            yield sr, declared
+            yield from _mono_blocks(_soundfile_blocks(f, max(1, DECODE_BLOCK_SAMPLES // f.channels)), sr, path,
+                                    max_seconds)
     except sf.LibsndfileError as e:
         # libsndfile reports data it does not recognise as "File does not exist or is not a regular file"
         detail = "not audio, or a corrupt file" if "regular file" in e.error_string else f"libsndfile: {e.error_string}"
         raise AudioError(f"{path}: not decodable audio ({detail})") from None
-    return wave, sr, declared
+
+
+def _fallback_source(path: Path, max_seconds: float) -> Iterator:
+    """_decode_fallback as a source like _soundfile_source: (sample rate, frames), then the whole mono signal."""
+    wave, sr, frames = _decode_fallback(path, max_seconds)
+    yield sr, frames
+    if len(wave):
+        yield wave
 
 
 def _decode_fallback(path: Path, max_seconds: float) -> tuple[np.ndarray, int, int]:
@@ -152,6 +191,19 @@ def load_audio(path, sample_rate: int, min_seconds: float = 0.0, check_truncated
     header declares (truncated; for WAV also a data chunk larger than the file), NaN/inf samples,
     audio shorter than `min_seconds`, or longer than `max_seconds` (decoding stops there). Audio is
     decoded and mixed to mono in blocks, so memory follows the audio in the file, never its header.
+    The concatenation of `audio_blocks`, which gives the same samples block by block.
+    """
+    parts = list(audio_blocks(path, sample_rate, min_seconds, check_truncated, max_seconds))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+def audio_blocks(path, sample_rate: int, min_seconds: float = 0.0, check_truncated: bool = True,
+                 max_seconds: float = MAX_DECODE_SECONDS) -> Iterator[np.ndarray]:
+    """load_audio as it decodes: mono float32 blocks at `sample_rate` Hz whose concatenation is load_audio's
+    array bit for bit (each read of DECODE_BLOCK_SAMPLES is mixed down and resampled by one soxr stream,
+    which gives the samples of soxr's one-shot resampling), so that a song of any length takes the memory
+    of one block. The same AudioErrors in the same order of precedence: 'too long' where decoding stops,
+    the others once the file is decoded, after the blocks before them (which the caller then discards).
     """
     import soxr
     path = Path(path)
@@ -159,23 +211,32 @@ def load_audio(path, sample_rate: int, min_seconds: float = 0.0, check_truncated
         raise AudioError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
-    if path.suffix.lower() in SOUNDFILE_EXTENSIONS:
-        wave, sr, declared = _decode_soundfile(path, max_seconds)
-    else:
-        wave, sr, declared = _decode_fallback(path, max_seconds)
-    if len(wave) == 0:
+    source = (_soundfile_source if path.suffix.lower() in SOUNDFILE_EXTENSIONS else _fallback_source)(path, max_seconds)
+    sr, declared = next(source)
+    stream = soxr.ResampleStream(sr, sample_rate, 1, dtype="float32") if sr != sample_rate else None
+    decoded, produced, finite = 0, 0, True
+    for block in source:
+        decoded += len(block)
+        finite = finite and bool(np.isfinite(block).all())  # a NaN or inf in any channel leaves one in the mix
+        if finite:  # after a NaN or inf the rest is only decoded, for the checks that take precedence
+            out = block if stream is None else stream.resample_chunk(block)
+            produced += len(out)
+            if len(out):
+                yield out
+    if decoded == 0:
         raise AudioError(f"{path}: no audio decoded")
-    if check_truncated and declared > 0 and len(wave) < TRUNCATED_RATIO * declared and declared - len(wave) > sr:
-        raise AudioError(f"{path}: truncated (decoded {len(wave) / sr:.1f} s of the {declared / sr:.1f} s "
+    if check_truncated and declared > 0 and decoded < TRUNCATED_RATIO * declared and declared - decoded > sr:
+        raise AudioError(f"{path}: truncated (decoded {decoded / sr:.1f} s of the {declared / sr:.1f} s "
                          f"its header declares)")
-    if not np.isfinite(wave).all():  # a NaN or inf in any channel leaves one in the mix
+    if not finite:
         raise AudioError(f"{path}: decoded samples contain NaN or inf")
-    if sr != sample_rate:
-        wave = soxr.resample(wave, sr, sample_rate)
-    seconds = len(wave) / sample_rate
-    if seconds < min_seconds:
-        raise AudioError(f"{path}: too short ({seconds:.2f} s < {min_seconds:g} s minimum)")
-    return np.ascontiguousarray(wave, dtype=np.float32)
+    if stream is not None:
+        out = stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        produced += len(out)
+        if len(out):
+            yield out
+    if produced / sample_rate < min_seconds:
+        raise AudioError(f"{path}: too short ({produced / sample_rate:.2f} s < {min_seconds:g} s minimum)")
 
 
 def fit_length(wave: np.ndarray, samples: int) -> np.ndarray:
@@ -248,15 +309,34 @@ def log_mel(wave: np.ndarray, audio: AudioConfig) -> np.ndarray:
 
     Centred STFT with zero padding and a periodic Hann window, |X|^2, mel filters, 10 log10. It
     equals `librosa.power_to_db(librosa.feature.melspectrogram(...), ref=1.0, top_db=None)`;
-    tests check that. This is the only feature function: training, evaluation and prediction use it.
+    tests check that. This is the only feature function: training, evaluation and prediction use it
+    (`log_mel_blocks` computes it for a signal that comes in blocks).
     Signals are transformed in blocks of frames (bounded memory for songs of many minutes, and
     cache-sized working sets); scipy.fft is used for the FFT (several times faster than numpy.fft on
     float32) and the mel filters are applied as a sparse matrix. See bench.py for the timings.
     """
-    import scipy.fft
+    padded = np.pad(np.asarray(wave, dtype=np.float32), audio.n_fft // 2)
+    return _frames_log_mel(np.lib.stride_tricks.sliding_window_view(padded, audio.n_fft)[::audio.hop_length], audio)
+
+
+def log_mel_blocks(blocks: Iterable[np.ndarray], audio: AudioConfig) -> Iterator[np.ndarray]:
+    """log_mel of a signal that comes in blocks (audio_blocks): (n_mels, t) float32 blocks whose
+    concatenation is log_mel(np.concatenate(blocks)) bit for bit (each frame is the same samples through
+    the same operations), holding one block and the n_fft samples of the frame it ends in."""
     n_fft, hop = audio.n_fft, audio.hop_length
-    padded = np.pad(np.asarray(wave, dtype=np.float32), n_fft // 2)
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]  # (T, n_fft), a view
+    pending = np.zeros(n_fft // 2, dtype=np.float32)  # from the next frame's start: the centring's zeros first
+    for block in itertools.chain(blocks, [np.zeros(n_fft // 2, dtype=np.float32)]):  # and the end's
+        pending = np.concatenate([pending, np.asarray(block, dtype=np.float32)])
+        if len(pending) >= n_fft:
+            frames = np.lib.stride_tricks.sliding_window_view(pending, n_fft)[::hop]
+            yield _frames_log_mel(frames, audio)
+            pending = pending[len(frames) * hop:]
+
+
+def _frames_log_mel(frames: np.ndarray, audio: AudioConfig) -> np.ndarray:
+    """(T, n_fft) frames of the padded signal (a view) -> (n_mels, T) log-mel dB, LOG_MEL_BLOCK_FRAMES at a time."""
+    import scipy.fft
+    n_fft = audio.n_fft
     fbank = _sparse_filterbank(audio.sample_rate, n_fft, audio.n_mels, audio.f_min, audio.f_max)
     out = np.empty((audio.n_mels, len(frames)), dtype=np.float32)
     for t0 in range(0, len(frames), LOG_MEL_BLOCK_FRAMES):

@@ -19,6 +19,8 @@ import argparse
 
 import numpy as np
 
+from allocator import tune_malloc
+
 # Defaults of the command line (one place).
 DEFAULTS = dict(data_dir="data", subset="small", cache_dir=None, workers=None, C=1.0, max_iter=5000)
 
@@ -98,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> dict:
+    tune_malloc()  # first: the heap, not fresh mappings, serves the large tensors (allocator.py)
     args = build_parser().parse_args(argv)
     from cache import prepare_cache
     from config import AudioConfig

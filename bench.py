@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from allocator import tune_malloc
 from bench_report import E2E_PRESET, FMA_SMALL_EPOCH, NOT_MEASURED, report, update_report
 
 ROOT = Path(__file__).resolve().parent
@@ -73,7 +74,7 @@ def in_fresh_process(fn, *args, **kwargs) -> dict:
     """Run fn(*args, **kwargs) -> dict in a new (spawned) process, so that its peak RSS is its own; the result
     gets `usage` (wall, user, sys of fn, DataLoader workers included, and peak RSS)."""
     ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+    with cf.ProcessPoolExecutor(1, mp_context=ctx, initializer=tune_malloc) as pool:  # as the entry scripts
         return pool.submit(_measured, fn, args, kwargs).result()
 
 
@@ -578,6 +579,7 @@ def memory(args, scratch: Path, device, say) -> dict:
 
 
 def main(argv=None) -> int:
+    tune_malloc()  # first: the heap, not fresh mappings, serves the large tensors (allocator.py)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = resolve(build_parser().parse_args(argv))
     results = run(args, " ".join(["python bench.py", *argv]))

@@ -23,6 +23,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from allocator import tune_malloc
 from cache import open_cache
 from collection import DataError, collection_kind
 from config import AudioConfig, ConfigError, RunConfig, check_run, load_config, seed_list
@@ -90,6 +91,7 @@ def interrupted(e: KeyboardInterrupt, argv: list[str]) -> str:
 
 
 def main(argv=None) -> int:
+    tune_malloc()  # first: the heap, not fresh mappings, serves the large tensors (allocator.py)
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     dist = Dist()
     try:

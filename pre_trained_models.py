@@ -28,11 +28,12 @@ from typing import Optional
 
 import numpy as np
 
+from allocator import tune_malloc
 from audio import quiet_native_stderr
 from config import ConfigError, Parser
 from models_utils import CheckpointError
 from plots import plot_confusion, plot_timeline
-from predictor import Predictor, Song, load_predictors, predict_songs
+from predictor import BATCH_WINDOWS, Predictor, Song, load_predictors, predict_songs
 from score import report, report_lines, selection
 from collection import AUDIO_EXTENSIONS, DataError, find_audio, read_manifest
 
@@ -313,8 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the model runs: auto picks cuda when available (default: auto)")
     p.add_argument("--workers", type=int, default=None,
                    help="decoding threads (default: all cores, %d here)" % (os.cpu_count() or 1))
-    p.add_argument("--batch-windows", type=int, default=64,
-                   help="windows per model batch; bounds memory for long songs (default: 64)")
+    p.add_argument("--batch-windows", type=int, default=None,
+                   help="windows per model batch (default: %d on CPU, where each core runs its own batches, %d on "
+                        "CUDA)" % (BATCH_WINDOWS["cpu"], BATCH_WINDOWS["cuda"]))
     p.add_argument("--segments", action="store_true",
                    help="also give each window's time span and genres (table and json; default: off)")
     p.add_argument("--plot", default=None, metavar="FILE.png",
@@ -356,7 +358,7 @@ def check_args(args) -> None:
         raise ConfigError("--top-k must be at least 1")
     if args.workers is not None and args.workers < 1:
         raise ConfigError("--workers must be at least 1")
-    if args.batch_windows < 1:
+    if args.batch_windows is not None and args.batch_windows < 1:
         raise ConfigError("--batch-windows must be at least 1")
     single = [o for o, given in (("--segments", args.segments), ("--plot", args.plot), ("--embeddings", args.embeddings),
                                  ("--data-dir", args.data_dir)) if given]
@@ -390,6 +392,7 @@ def unwritable(path: Optional[str]) -> Optional[str]:
 
 
 def main(argv=None) -> int:
+    tune_malloc()  # first: the heap, not fresh mappings, serves the large tensors (allocator.py)
     try:
         args = build_parser().parse_args(argv)
         check_args(args)

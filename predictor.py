@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import functools
 import itertools
 import math
+import threading
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
 
-from audio import AMIN, AudioError, clip_from_wave, load_audio, log_mel
+from audio import (AMIN, MAX_DECODE_SECONDS, AudioError, audio_blocks, clip_from_wave, log_mel,
+                   log_mel_blocks)
 from config import AudioConfig
 from models_utils import CheckpointError, load_checkpoint, model_from_checkpoint, pick_device
 from test import average_probs, ensemble_mismatch, infer
@@ -32,6 +35,10 @@ from utils import crop_starts, patch_starts, standardize
 CLIP_SLACK_SECONDS = 1.0    # songs up to clip_seconds + this are treated exactly like the cached clip
 MIN_SECONDS = 0.5           # shorter audio is refused; anything shorter than one window is padded with silence
 SILENT_DBFS = -60.0         # a song whose RMS level is below this (dB full scale) is flagged near-silent
+# windows per model call: on CPU a few, each call in a thread of its own (Predictor.model_threads), so that a
+# call's activations stay in the CPU's caches (musicnn, one torch thread, CPU ms per window: 43 in batches of 1,
+# 44 of 2, 59 of 5, 77 of 8; batches of 64 took 1.6 GB); on CUDA many, to fill the GPU
+BATCH_WINDOWS = {"cpu": 2, "cuda": 64}
 
 
 @dataclass
@@ -67,7 +74,8 @@ class Song:
 class Predictor:
     """A checkpoint's model with everything needed to turn audio files into genre probabilities."""
 
-    def __init__(self, state: dict, device: torch.device, batch_windows: int = 64):
+    def __init__(self, state: dict, device: torch.device, batch_windows: Optional[int] = None,
+                 model_threads: Optional[int] = None):
         try:
             self.audio = AudioConfig(**state["audio"])
             self.model = model_from_checkpoint(state, device)
@@ -100,7 +108,11 @@ class Predictor:
             raise CheckpointError(f"checkpoint is inconsistent: window_hop {self.window_hop} < 0")
         # (n_mapped_genres, n_classes): True where a class is one of the mapped genre's tags
         self.tag_mask = np.array([[c in tags for c in self.classes] for tags in self.tag_genres.values()], dtype=bool)
-        self.device, self.batch_windows = device, max(1, batch_windows)
+        self.device = device
+        self.batch_windows = max(1, batch_windows or BATCH_WINDOWS.get(device.type, BATCH_WINDOWS["cuda"]))
+        # CPU: batches run in this many threads at once, one torch thread each (default: torch's thread count,
+        # the cores): no thread of torch's pool waits for another, whatever else (decoding) runs beside them
+        self.model_threads = max(1, model_threads or torch.get_num_threads()) if device.type == "cpu" else 1
         self.run_config = state.get("run_config") or {}
 
     @property
@@ -158,24 +170,18 @@ class Predictor:
                            segments * self.windows_per_clip)
 
     # -- runs in decoding threads
-    def load(self, song: Song) -> Song:
-        """Decode `song.path` and compute its features and window starts (sets song.error on failure)."""
+    def load(self, song: Song, wait_turn: Optional[Callable[[], None]] = None) -> Song:
+        """Decode `song.path` and compute its features and window starts (sets song.error on failure).
+        `wait_turn` (decode_all's) is called before a song longer than a clip is decoded past its start."""
         a = self.audio
         try:
-            wave = load_audio(song.path, a.sample_rate, MIN_SECONDS)
+            song.features, valid, samples, energy = self._features(song.path, wait_turn)
             clip = int(round(a.clip_seconds * a.sample_rate))
-            song.duration = len(wave) / a.sample_rate
-            rms_db = 10 * math.log10(float(np.mean(np.square(wave, dtype=np.float64))) + 1e-20)
+            segments = math.ceil(samples / clip) if samples > clip + CLIP_SLACK_SECONDS * a.sample_rate else 1
+            song.duration = samples / a.sample_rate
+            rms_db = 10 * math.log10(energy / max(samples, 1) + 1e-20)
             if rms_db < SILENT_DBFS:
                 song.warnings.append(f"near-silent (RMS {rms_db:.0f} dBFS): its genres mean little")
-            if self.window_hop or len(wave) > clip + CLIP_SLACK_SECONDS * a.sample_rate:
-                song.features = log_mel(wave, a).astype(np.float16)  # the whole song
-                valid = song.features.shape[1]
-                segments = math.ceil(len(wave) / clip)
-            else:
-                song.features, valid = clip_from_wave(wave, a)  # exactly the feature cache's clip
-                segments = 1
-            del wave
             if self.crop_frames and valid < self.window_frames:
                 song.warnings.append(f"shorter than one window ({self.window_frames * a.hop_length / a.sample_rate:.2f}"
                                      f" s): padded with silence")
@@ -191,18 +197,63 @@ class Predictor:
             song.error = f"{song.path}: {type(e).__name__}: {e}"
         return song
 
-    # -- runs in the main thread
-    @torch.inference_mode()
-    def _run(self, queue: collections.deque) -> None:
-        """Predict up to batch_windows queued (song, window) pairs."""
+    def _features(self, path: str, wait_turn: Optional[Callable[[], None]]) -> tuple[np.ndarray, int, int, float]:
+        """(float16 log-mel, frames of real audio in it, samples decoded, their sum of squares) of a song. Up to a
+        clip long (clip_seconds + CLIP_SLACK_SECONDS) it is decoded whole: exactly the feature cache's clip, or
+        with window_hop its log-mel. A longer song's log-mel is computed as it is decoded (audio.audio_blocks,
+        log_mel_blocks: the same values) into song_features' buffer, once `wait_turn()` has returned: it holds
+        its features alone, whatever its length."""
+        a = self.audio
+        most = int(round(a.clip_seconds * a.sample_rate)) + CLIP_SLACK_SECONDS * a.sample_rate
+        blocks = audio_blocks(path, a.sample_rate, MIN_SECONDS)
+        head, n, energy = collections.deque(), 0, 0.0
+        for block in blocks:
+            head.append(block)
+            n += len(block)
+            energy += float(np.dot(block.astype(np.float64), block))
+            if n > most:
+                break
+        if n <= most:  # all of it
+            wave = np.concatenate(head) if head else np.zeros(0, dtype=np.float32)
+            if not self.window_hop:
+                return (*clip_from_wave(wave, a), n, energy)
+            features = log_mel(wave, a).astype(np.float16)  # musicnn's patches: the whole song, however short
+            return features, features.shape[1], n, energy
+        if wait_turn is not None:
+            wait_turn()
+
+        def rest() -> Iterator[np.ndarray]:
+            nonlocal n, energy
+            while head:
+                yield head.popleft()
+            for more in blocks:
+                n += len(more)
+                energy += float(np.dot(more.astype(np.float64), more))
+                yield more
+        features = song_features(rest(), a)
+        return features, features.shape[1], n, energy
+
+    # -- runs in the main thread (and _forward in the model threads)
+    def _batch(self, queue: collections.deque, keep_features: bool) -> tuple[list, np.ndarray]:
+        """Up to batch_windows queued (song, window) pairs and their standardised windows (B, n_mels, frames);
+        a song's features are dropped with its last window (unless `keep_features`)."""
         batch = [queue.popleft() for _ in range(min(self.batch_windows, len(queue)))]
         wf = self.window_frames
         x = np.empty((len(batch), self.audio.n_mels, wf), dtype=np.float32)
         for i, (song, w) in enumerate(batch):
             s = int(song.starts[w])
             x[i] = standardize(song.features[:, s:s + wf], self.mean, self.std)
+            if w == len(song.starts) - 1 and not keep_features:
+                song.features = None
+        return batch, x
+
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, n_mels, frames) windows -> probabilities (B, n_classes) and embeddings (B, D), through test.infer."""
         probs, emb = infer(self.model, torch.from_numpy(x).to(self.device), multilabel=self.multilabel, embed=True)
-        probs, emb = probs.cpu().numpy(), emb.cpu().numpy()  # (B, n_classes), (B, D)
+        return probs.cpu().numpy(), emb.cpu().numpy()
+
+    @staticmethod
+    def _store(batch: list, probs: np.ndarray, emb: np.ndarray) -> None:
         for i, (song, w) in enumerate(batch):
             song.window_probs[w] = probs[i]
             if song.window_embeddings is not None:
@@ -211,20 +262,34 @@ class Predictor:
 
     def predict(self, songs: Iterable[Song], keep_features: bool = False, embeddings: bool = False) -> Iterator[Song]:
         """Yield the songs, in order, with their probabilities (and, with `embeddings`, the mean of
-        model.embed over their windows); windows of several songs share a batch."""
-        queue, pending = collections.deque(), collections.deque()
-        for song in songs:
-            if song.ok:
-                song.window_probs = np.zeros((len(song.starts), len(self.classes)), dtype=np.float32)
-                if embeddings:
-                    song.window_embeddings = np.zeros((len(song.starts), self.embedding_dim), dtype=np.float32)
-                queue.extend((song, w) for w in range(len(song.starts)))
-            pending.append(song)
-            while len(queue) >= self.batch_windows:
-                self._run(queue)
-                yield from self._finished(pending, keep_features)
-        while queue:
-            self._run(queue)
+        model.embed over their windows); windows of several songs share a batch. Batches are made in the
+        order of the windows, whatever the threads, so the results do not depend on model_threads."""
+        queue, pending, running = collections.deque(), collections.deque(), collections.deque()
+        with model_pool(self.model_threads) as pool:
+            def run(batch_x: tuple) -> None:  # submit one batch; store those done beyond model_threads in flight
+                if pool is None:
+                    self._store(batch_x[0], *self._forward(batch_x[1]))
+                    return
+                running.append((batch_x[0], pool.submit(self._forward, batch_x[1])))
+                while len(running) > self.model_threads:
+                    batch, future = running.popleft()
+                    self._store(batch, *future.result())
+
+            for song in songs:
+                if song.ok:
+                    song.window_probs = np.zeros((len(song.starts), len(self.classes)), dtype=np.float32)
+                    if embeddings:
+                        song.window_embeddings = np.zeros((len(song.starts), self.embedding_dim), dtype=np.float32)
+                    queue.extend((song, w) for w in range(len(song.starts)))
+                pending.append(song)
+                while len(queue) >= self.batch_windows:
+                    run(self._batch(queue, keep_features))
+                    yield from self._finished(pending, keep_features)
+            while queue:
+                run(self._batch(queue, keep_features))
+            while running:
+                batch, future = running.popleft()
+                self._store(batch, *future.result())
         yield from self._finished(pending, keep_features)
 
     @staticmethod
@@ -240,14 +305,15 @@ class Predictor:
             yield song
 
 
-def load_predictor(checkpoint: str, device: str = "auto", batch_windows: int = 64) -> Predictor:
+def load_predictor(checkpoint: str, device: str = "auto", batch_windows: Optional[int] = None) -> Predictor:
     """Load a checkpoint (weights_only, onto the CPU first) into a Predictor on `device`.
 
     CheckpointError when the checkpoint is missing, unsafe or unusable; ValueError for a bad device."""
     return load_predictors([checkpoint], device, batch_windows)[0]
 
 
-def load_predictors(checkpoints: list[str], device: str = "auto", batch_windows: int = 64) -> list[Predictor]:
+def load_predictors(checkpoints: list[str], device: str = "auto", batch_windows: Optional[int] = None
+                    ) -> list[Predictor]:
     """load_predictor of each checkpoint; several are an ensemble's members, and a ValueError names what
     keeps them from being averaged (test.ensemble_mismatch: kind, classes, genre vocabulary)."""
     dev = pick_device(device)
@@ -287,18 +353,74 @@ def predict_songs(predictors: list[Predictor], checkpoints: list[str], songs: li
 
 
 def decode_all(predictor: Predictor, songs: list[Song], workers: int) -> Iterator[Song]:
-    """Decode songs in `workers` threads, yielding them in input order with a bounded look-ahead."""
+    """Decode songs in `workers` threads, yielding them in input order with a bounded look-ahead: one song
+    beyond those the threads decode (decoding is a tenth of the work). A song longer than a clip holds its
+    features (43 MB per hour of audio at musicnn's parameters): such a song is decoded only once every
+    song before it is yielded (Predictor.load's wait_turn), so that one is decoded while the model runs
+    on the one before, and memory does not grow with the length or number of the songs."""
     if workers <= 1:
         yield from (predictor.load(s) if s.ok else s for s in songs)
         return
+    yielded = _Count()
     with cf.ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
         inflight: collections.deque = collections.deque()
-        for song in songs:
-            inflight.append(pool.submit(predictor.load, song) if song.ok else _done(song))
-            if len(inflight) >= 2 * workers:
-                yield inflight.popleft().result()
+        for i, song in enumerate(songs):
+            inflight.append(pool.submit(predictor.load, song, functools.partial(yielded.wait_for, i)) if song.ok
+                            else _done(song))
+            if len(inflight) > workers:
+                done = inflight.popleft().result()
+                yielded.add()
+                yield done
         while inflight:
-            yield inflight.popleft().result()
+            done = inflight.popleft().result()
+            yielded.add()
+            yield done
+
+
+class _Count:
+    """A counter that threads can wait on (decode_all's count of songs yielded)."""
+
+    def __init__(self):
+        self.value, self.changed = 0, threading.Condition()
+
+    def add(self) -> None:
+        with self.changed:
+            self.value += 1
+            self.changed.notify_all()
+
+    def wait_for(self, value: int) -> None:
+        with self.changed:
+            self.changed.wait_for(lambda: self.value >= value)
+
+
+def song_features(blocks: Iterable[np.ndarray], audio: AudioConfig) -> np.ndarray:
+    """float16 log-mel (n_mels, frames) of a signal that comes in blocks (audio.log_mel_blocks), written
+    frame by frame into one buffer reserved for the longest audio decoded (MAX_DECODE_SECONDS): pages
+    never written take no memory, so that a song holds its features alone, never a second copy while
+    they are joined. The result is a view of that buffer (the same values as a joined array)."""
+    reserved = 2 + (int(MAX_DECODE_SECONDS * audio.sample_rate) + audio.n_fft) // audio.hop_length
+    frames = np.empty((reserved, audio.n_mels), dtype=np.float16)  # frame-major: written front to back
+    t = 0
+    for block in log_mel_blocks(blocks, audio):  # (n_mels, t) float32
+        frames[t:t + block.shape[1]] = block.T
+        t += block.shape[1]
+    return frames[:t].T
+
+
+@contextlib.contextmanager
+def model_pool(threads: int):
+    """None for one thread (the model runs in the caller's), else a pool of `threads` threads that run
+    torch with one thread each (its thread count is per thread: the caller's own stays as it was)."""
+    if threads <= 1:
+        yield None
+        return
+    own = torch.get_num_threads()
+    try:
+        with cf.ThreadPoolExecutor(threads, thread_name_prefix="model", initializer=torch.set_num_threads,
+                                   initargs=(1,)) as pool:
+            yield pool
+    finally:
+        torch.set_num_threads(own)  # the default of threads started later (the pool's set it to 1)
 
 
 def _done(song: Song) -> cf.Future:

@@ -37,6 +37,13 @@ MULTILABEL_SCALARS = ("macro_roc_auc", "micro_roc_auc", "macro_ap", "micro_ap", 
                       "loss")
 
 
+# windows per model call on CPU: an evaluation batch is batch_size clips x eval_crops windows (32 x 8 = 256),
+# whose activations (about 1.2 GB for the CRNN) would set the peak memory of a training run; 32 windows, a training
+# batch, reuse the training step's memory. The same logits: every model treats a batch's windows independently
+# in eval mode.
+CPU_WINDOWS_PER_FORWARD = 32
+
+
 @torch.no_grad()
 def infer(model: torch.nn.Module, x: torch.Tensor, amp: bool = False, multilabel: bool = False,
           embed: bool = False):
@@ -52,14 +59,15 @@ def infer(model: torch.nn.Module, x: torch.Tensor, amp: bool = False, multilabel
     windows = x if x.ndim == 4 else x[:, None]  # (B, M, T) -> (B, 1, M, T)
     B, K = windows.shape[:2]
     flat = windows.flatten(0, 1)  # (B*K, M, T)
+    chunks = flat.split(CPU_WINDOWS_PER_FORWARD) if x.device.type == "cpu" else (flat,)
     with autocast:
         if embed:  # model.forward is head(embed(check_input(x))): the same computation, split
-            emb = model.embed(model.check_input(flat))  # (B*K, D)
+            emb = torch.cat([model.embed(model.check_input(c)).float() for c in chunks])  # (B*K, D)
             logits = model.head(emb)
         else:
-            logits = model(flat)
+            logits = torch.cat([model(c).float() for c in chunks])  # (B*K, C)
     probs = output_probs(logits.float().view(B, K, -1), multilabel).mean(1)  # (B, K, C) -> (B, C)
-    return (probs, emb.float().view(B, K, -1).mean(1)) if embed else probs
+    return (probs, emb.view(B, K, -1).mean(1)) if embed else probs
 
 
 @torch.no_grad()

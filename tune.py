@@ -43,6 +43,7 @@ from pathlib import Path
 
 import yaml
 
+from allocator import tune_malloc
 from config import (KINDS, AudioConfig, ConfigError, Parser, RunConfig, _base_type, add_options, all_fields, help_formatter,
                     coerce, names_with, resolve, role)
 
@@ -517,6 +518,7 @@ def write_outputs(study, metric: str, names: list[str], out: Path) -> None:
 
 
 def main(argv=None) -> int:
+    tune_malloc()  # first: the heap, not fresh mappings, serves the large tensors (allocator.py)
     import optuna
 
     from cache import open_cache
