@@ -70,11 +70,12 @@ def _measured(fn, args, kwargs) -> dict:
                              "sys_s": after[2] - before[2], "rss_mb": rss}}
 
 
-def in_fresh_process(fn, *args, **kwargs) -> dict:
+def in_fresh_process(fn, *args, malloc: bool = True, **kwargs) -> dict:
     """Run fn(*args, **kwargs) -> dict in a new (spawned) process, so that its peak RSS is its own; the result
-    gets `usage` (wall, user, sys of fn, DataLoader workers included, and peak RSS)."""
+    gets `usage` (wall, user, sys of fn, DataLoader workers included, and peak RSS). The process has the entry
+    scripts' allocator settings (tune_malloc), or with `malloc=False` glibc's defaults (a baseline row)."""
     ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(1, mp_context=ctx, initializer=tune_malloc) as pool:  # as the entry scripts
+    with cf.ProcessPoolExecutor(1, mp_context=ctx, initializer=tune_malloc if malloc else None) as pool:
         return pool.submit(_measured, fn, args, kwargs).result()
 
 
@@ -286,10 +287,9 @@ PREDICT_CHECKPOINT = "pretrained/musicnn_msd.pt"
 
 
 def predict_folder(scratch: Path, songs: int = PREDICT_SONGS) -> dict:
-    """`python pre_trained_models.py --checkpoint PREDICT_CHECKPOINT FOLDER` on one real 30 s clip, then on a
-    folder of `songs` (tests/data's real FMA clips, repeated): each command's usage, and the seconds per song
-    after start-up, (wall of `songs` - wall of one) / (songs - 1)."""
-    clips = sorted((ROOT / "tests" / "data").glob("*/*/*.mp3")) + sorted((ROOT / "tests" / "data").glob("extra_audio/*.mp3"))
+    """`pre_trained_models.py --checkpoint PREDICT_CHECKPOINT FOLDER` on 1 and on `songs` real clips (tests/data's,
+    repeated): each command's usage, and the seconds per song after start-up: the walls' difference / (songs - 1)."""
+    clips = sorted((ROOT / "tests" / "data").glob("**/*.mp3"))
     rows = []
     for n in (1, songs):
         folder = scratch / f"predict-{n}"
@@ -494,6 +494,10 @@ def run(args, command: str) -> dict:
                     row = {"model": model, "device": dev, "setup": setup(spec), "crop_seconds": spec.crop_seconds}
                     row.update(in_fresh_process(train_window, str(cache), spec))
                     results["train"].append(row)
+                    if dev == "cpu" and model == "crnn" and spec.crop_seconds:  # the allocator's baseline
+                        say("training: crnn on cpu, 3 s crops, glibc's malloc defaults")
+                        results["train"].append({**row, "setup": "cpu, glibc malloc defaults",
+                                                 **in_fresh_process(train_window, str(cache), spec, malloc=False)})
         if device.type != "cuda":
             results["train"] += [{"model": m, "device": "cuda", "setup": setup(s), "crop_seconds": s.crop_seconds,
                                   "note": NOT_MEASURED} for m in models for s in train_specs(args, "cuda", m)]
