@@ -232,7 +232,10 @@ def fail_stale(study, heartbeat: float) -> None:
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         last = t.user_attrs.get("heartbeat", t.datetime_start.timestamp())
         if now - last > 2 * heartbeat:
-            study.tell(t.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            try:
+                study.tell(t.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            except optuna.exceptions.UpdateFinishedTrialError:  # another worker marked it meanwhile
+                continue
             print(f"trial {t.number}: no heartbeat from its worker (killed?): marked FAIL, not counted", flush=True)
 
 

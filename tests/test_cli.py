@@ -290,15 +290,15 @@ def test_ctrl_c_in_prediction_writes_what_was_predicted(tmp_path, monkeypatch, c
     songs = [tmp_path / f"{i}.mp3" for i in range(3)]
     for s in songs:
         shutil.copy(STEREO_44K, s)
-    real, calls = predictor.Predictor._run, [0]
+    real, calls = predictor.Predictor._forward, [0]
 
-    def run(self, queue):
+    def forward(self, x):
         calls[0] += 1
         if calls[0] == 3:  # the third batch of windows: the first song is done
             raise KeyboardInterrupt
-        real(self, queue)
+        return real(self, x)
 
-    monkeypatch.setattr(predictor.Predictor, "_run", run)
+    monkeypatch.setattr(predictor.Predictor, "_forward", forward)
     code = pre_trained_models.main(["--checkpoint", str(MUSICNN), "--batch-windows", "5", "--workers", "1",
                                     "--format", "csv", "--output", str(tmp_path / "p.csv"), *map(str, songs)])
     err = capsys.readouterr().err

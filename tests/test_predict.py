@@ -331,7 +331,7 @@ def test_prediction_and_evaluation_share_one_inference_function(trained, ckpt, m
     import main
     assert main.main(["--evaluate-only", "--checkpoint", str(ckpt), "--data-dir", str(trained / "demo"), "--cache-dir",
                       str(trained / "cache"), "--out", str(trained / "evaluate-once"), "--bootstrap", "0"]) == 0
-    assert set(callers) == {"_run", "evaluate"}  # Predictor._run (prediction), test.evaluate (evaluate-only)
+    assert set(callers) == {"_forward", "evaluate"}  # Predictor._forward (prediction), test.evaluate (evaluate-only)
 
 
 def test_fma_medium_tracks_outside_the_training_subset(ckpt, tmp_path, capsys):
