@@ -283,9 +283,36 @@ AMIN = 1e-10  # power floor before log10: silence maps to -100 dB
 
 @functools.lru_cache(maxsize=8)
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: Optional[float]) -> np.ndarray:
-    """(n_mels, n_fft // 2 + 1) Slaney-normalised mel filters, as librosa's defaults."""
-    import librosa
-    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=f_min, fmax=f_max).astype(np.float32)
+    """(n_mels, n_fft // 2 + 1) Slaney-normalised mel filters: librosa.filters.mel at its defaults (Slaney mel
+    scale and norm, float32), bit for bit (tests/test_speed.py checks it against librosa), in NumPy: librosa's
+    first call (its lazy imports and numba) cost every process that computes features 1.4 s and 60 MB."""
+    f_max = float(sample_rate) / 2 if f_max is None else f_max
+    fft_freqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sample_rate)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2))  # the filters' edges, Hz
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fft_freqs)
+    weights = np.zeros((n_mels, len(fft_freqs)), dtype=np.float32)
+    for i in range(n_mels):  # each filter: its rising and falling slopes, intersected with zero
+        weights[i] = np.maximum(0, np.minimum(-ramps[i] / fdiff[i], ramps[i + 2] / fdiff[i + 1]))
+    weights *= (2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels]))[:, np.newaxis]  # Slaney: equal area
+    return weights
+
+
+# Slaney's mel scale, as librosa computes it (hz_to_mel, mel_to_hz with htk=False): linear below 1 kHz
+MEL_STEP_HZ, LOG_HZ, LOG_STEP = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+LOG_MEL = LOG_HZ / MEL_STEP_HZ  # where the logarithmic part starts, in mels
+
+
+def _hz_to_mel(hz: float) -> float:
+    mel = np.asanyarray(hz) / MEL_STEP_HZ
+    return LOG_MEL + np.log(hz / LOG_HZ) / LOG_STEP if hz >= LOG_HZ else mel
+
+
+def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    hz = MEL_STEP_HZ * mels
+    log = mels >= LOG_MEL
+    hz[log] = LOG_HZ * np.exp(LOG_STEP * (mels[log] - LOG_MEL))
+    return hz
 
 
 @functools.lru_cache(maxsize=8)

@@ -210,7 +210,7 @@ class Predictor:
         for block in blocks:
             head.append(block)
             n += len(block)
-            energy += float(np.dot(block.astype(np.float64), block))
+            energy += float(np.dot(block, block))
             if n > most:
                 break
         if n <= most:  # all of it
@@ -228,7 +228,7 @@ class Predictor:
                 yield head.popleft()
             for more in blocks:
                 n += len(more)
-                energy += float(np.dot(more.astype(np.float64), more))
+                energy += float(np.dot(more, more))
                 yield more
         features = song_features(rest(), a)
         return features, features.shape[1], n, energy

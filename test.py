@@ -44,7 +44,7 @@ MULTILABEL_SCALARS = ("macro_roc_auc", "micro_roc_auc", "macro_ap", "micro_ap", 
 CPU_WINDOWS_PER_FORWARD = 32
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def infer(model: torch.nn.Module, x: torch.Tensor, amp: bool = False, multilabel: bool = False,
           embed: bool = False):
     """The one inference function: standardised log-mel windows -> (B, n_classes) probabilities (softmax,

@@ -1,6 +1,6 @@
 """The CPU speed-ups change no result: the allocator settings (allocator.tune_malloc), evaluation in chunks
 of windows (test.infer), musicnn's front-end in evaluation (models.conv_relu_bn_max), the mono mix-down
-(audio._mono), the block-by-block decoding and log-mel of long songs (audio.audio_blocks, log_mel_blocks,
+(audio._mono), the mel filters without librosa (audio.mel_filterbank), the block-by-block decoding and log-mel of long songs (audio.audio_blocks, log_mel_blocks,
 predictor.song_features), and the predictor's model threads and small batches. Speeds themselves are
 bench.py's (ratios within one run), never a test's.
 """
@@ -120,6 +120,16 @@ def test_mono_is_the_mean_of_the_channels_bit_for_bit():
         block[::17, 0] = np.nan
         with np.errstate(invalid="ignore"):
             assert np.array_equal(_mono(block).view(np.uint32), block.mean(axis=1).view(np.uint32)), channels
+
+
+@pytest.mark.parametrize("sr, n_fft, n_mels, f_min, f_max", [(22050, 2048, 128, 0.0, None), (16000, 512, 96, 0.0, None),
+                                                           (44100, 1024, 64, 1500.0, 8000.0), (8000, 256, 40, 20.0, 3999.0)])
+def test_mel_filterbank_is_librosas(sr, n_fft, n_mels, f_min, f_max):
+    import librosa
+    from audio import mel_filterbank
+    ours = mel_filterbank(sr, n_fft, n_mels, f_min, f_max)
+    theirs = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=f_min, fmax=f_max)
+    assert ours.dtype == theirs.dtype == np.float32 and np.array_equal(ours.view(np.uint32), theirs.view(np.uint32))
 
 
 def test_decoding_and_log_mel_in_blocks_are_the_one_shot_pipeline(monkeypatch):
