@@ -473,6 +473,7 @@ def split_table(table: pd.DataFrame, fractions: tuple, seed: int, where) -> np.n
         _, held = train_test_split(rest, test_size=val / (train + val), stratify=labels[rest], random_state=seed)
     except ValueError as e:  # too few tracks for a stratified split of these fractions
         raise DataError(f"{where}: cannot split {len(table)} tracks of {len(names)} classes {train:g}/{val:g}/{test:g} "
-                        f"with a track of every class in each split ({e}); give a split column") from None
+                        f"with a track of every class in each split ({e}); add tracks, change --split-fractions, or "
+                        f"give the split in a manifest's split column") from None
     split[held] = "validation"
     return split
