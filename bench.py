@@ -36,6 +36,7 @@ from bench_report import E2E_PRESET, FMA_SMALL_EPOCH, NOT_MEASURED, report, upda
 ROOT = Path(__file__).resolve().parent
 FMA_LARGE_SPLITS = {"training": 84353, "validation": 10958, "test": 11263}  # official, 106,574 clips
 FMA_LARGE_MAX_ID = 155320        # highest track id of fma_large: its clips fill folders 000/ to 155/
+MALLOC_BASELINES = ("crnn", "musicnn")  # models whose CPU training is also measured with glibc's malloc defaults
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -403,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--tracks-per-genre", type=int, default=None, help="demo MP3s per genre, 8 genres (default: 6 quick, 25)")
     add("--seconds", type=float, default=30.0, help="length of each demo MP3, in seconds")
     add("--workers", type=int, default=os.cpu_count() or 1, help="decoding threads (cache build, floor, inference)")
-    add("--models", default="cnn1d,cnn2d,crnn,shortchunk_res", help="comma-separated models to train and run")
+    add("--models", default="cnn1d,cnn2d,crnn,shortchunk_res,musicnn", help="comma-separated models to train and run")
     add("--checkpoints", default="pretrained/musicnn_msd.pt", help="shipped checkpoints whose inference is timed too")
     add("--batch-size", type=int, default=32, help="training batch, in clips (main.py's default)")
     add("--warmup-steps", type=int, default=1, help="untimed training steps before the window (+1 sizing step)")
@@ -494,8 +495,8 @@ def run(args, command: str) -> dict:
                     row = {"model": model, "device": dev, "setup": setup(spec), "crop_seconds": spec.crop_seconds}
                     row.update(in_fresh_process(train_window, str(cache), spec))
                     results["train"].append(row)
-                    if dev == "cpu" and model == "crnn" and spec.crop_seconds:  # the allocator's baseline
-                        say("training: crnn on cpu, 3 s crops, glibc's malloc defaults")
+                    if dev == "cpu" and model in MALLOC_BASELINES and spec.crop_seconds:  # the allocator's
+                        say(f"training: {model} on cpu, 3 s crops, glibc's malloc defaults")    # baseline
                         results["train"].append({**row, "setup": "cpu, glibc malloc defaults",
                                                  **in_fresh_process(train_window, str(cache), spec, malloc=False)})
         if device.type != "cuda":
