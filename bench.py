@@ -17,21 +17,20 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import multiprocessing
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from allocator import tune_malloc
 from bench_report import E2E_PRESET, FMA_SMALL_EPOCH, NOT_MEASURED, report, update_report
+from measure import children_peak_rss_mb, failed, in_fresh_process, peak_rss_mb, run_command
 
 ROOT = Path(__file__).resolve().parent
 FMA_LARGE_SPLITS = {"training": 84353, "validation": 10958, "test": 11263}  # official, 106,574 clips
@@ -40,60 +39,6 @@ MALLOC_BASELINES = ("crnn", "musicnn")  # models whose CPU training is also meas
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (VmHWM), MiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: same number, KiB
-
-
-def children_peak_rss_mb() -> float:
-    """Largest peak RSS of any finished child process of this one (e.g. DataLoader workers), MiB."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-
-
-def _times() -> tuple[float, float, float]:
-    """(wall, user, sys) seconds so far: this process's and its finished children's CPU time."""
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.perf_counter(), me.ru_utime + kids.ru_utime, me.ru_stime + kids.ru_stime
-
-
-def _measured(fn, args, kwargs) -> dict:
-    """fn(*args, **kwargs) -> dict, with `usage`: its wall, user and sys seconds, and the process's peak RSS."""
-    before = _times()
-    out = fn(*args, **kwargs)
-    after = _times()
-    rss = max(peak_rss_mb(), children_peak_rss_mb())
-    return {**out, "usage": {"wall_s": after[0] - before[0], "user_s": after[1] - before[1],
-                             "sys_s": after[2] - before[2], "rss_mb": rss}}
-
-
-def in_fresh_process(fn, *args, malloc: bool = True, **kwargs) -> dict:
-    """Run fn(*args, **kwargs) -> dict in a new (spawned) process, so that its peak RSS is its own; the result
-    gets `usage` (wall, user, sys of fn, DataLoader workers included, and peak RSS). The process has the entry
-    scripts' allocator settings (tune_malloc), or with `malloc=False` glibc's defaults (a baseline row)."""
-    ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(1, mp_context=ctx, initializer=tune_malloc if malloc else None) as pool:
-        return pool.submit(_measured, fn, args, kwargs).result()
-
-
-def run_command(cmd: list[str]) -> tuple[subprocess.CompletedProcess, dict]:
-    """Run a command (its output captured) and what it used: its wall, user and sys seconds and peak RSS, its
-    own descendants' included (the resource usage os.wait4 gives of that one child)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
-        _, status, used = os.wait4(proc.pid, 0)  # reaped here, so that its rusage is its own
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        done = subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read())
-    return done, {"wall_s": wall, "user_s": used.ru_utime, "sys_s": used.ru_stime, "rss_mb": used.ru_maxrss / 1024}
-
 
 def demo_set(work_dir: Path, tracks_per_genre: int | None = None, seconds: float | None = None) -> Path:
     """The demo MP3s (8 genres), generated once per (size, length) and reused: that size without broken
@@ -111,11 +56,6 @@ def switch(value: str, auto: bool) -> bool:
     return {"on": True, "off": False, "auto": auto}[value]
 
 
-def failed(done: subprocess.CompletedProcess) -> str:
-    """The note of a row whose command failed: the last line of its stderr."""
-    return f"failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
-
-
 def demo_files(data_dir: Path) -> list[Path]:
     return sorted((data_dir / "fma_small").glob("*/*.mp3"))
 
@@ -123,7 +63,7 @@ def demo_files(data_dir: Path) -> list[Path]:
 # ------------------------------------------------------------------------------- feature extraction
 
 def extract_ours(data_dir: Path, cache_dir: Path, workers: int) -> dict:
-    """utils.prepare_cache from scratch (metadata, decode, log-mel, float16 rows, index)."""
+    """cache.prepare_cache from scratch (metadata, decode, log-mel, float16 rows, index)."""
     from config import AudioConfig
     from audio import clip_from_wave, load_audio
     from cache import prepare_cache
@@ -187,6 +127,7 @@ class TrainSpec:
     amp: bool
     channels_last: bool
     compile: bool
+    malloc: bool = True          # False: glibc's malloc defaults, not the entry scripts' (the allocator's baseline)
 
 
 def train_window(cache_dir: str, spec: TrainSpec, rows_needed: int | None = FMA_SMALL_EPOCH) -> dict:
@@ -300,7 +241,7 @@ def predict_folder(scratch: Path, songs: int = PREDICT_SONGS) -> dict:
         done, used = run_command([sys.executable, str(ROOT / "pre_trained_models.py"), "--checkpoint",
                                   str(ROOT / PREDICT_CHECKPOINT), str(folder)])
         if done.returncode:
-            return {"checkpoint": PREDICT_CHECKPOINT, "rows": [], "note": failed(done)}
+            return {"checkpoint": PREDICT_CHECKPOINT, "rows": rows, "note": failed(done), "usage": used}
         rows.append({"songs": n, "usage": used})
     per_song = (rows[1]["usage"]["wall_s"] - rows[0]["usage"]["wall_s"]) / (songs - 1)
     return {"checkpoint": PREDICT_CHECKPOINT, "rows": rows, "s_per_song": per_song}
@@ -339,7 +280,7 @@ def large_index(track_ids: np.ndarray, audio):
 
 def stat_check(tree: Path, n_files: int, repeats: int = 3) -> dict:
     """What reopening a finished cache adds: build each audio path, stat it, compare with index.csv's size and
-    mtime_ns (the code prepare_cache runs: utils.audio_path, file_stats, FileCheck). Timed on `n_files` empty
+    mtime_ns (the code prepare_cache runs: collection.audio_path, cache.file_stats and FileCheck). Timed on `n_files` empty
     files in FMA's layout (NNN/NNNNNN.mp3, ids spread like fma_large's) written under `tree`, against a
     matching index.csv, with the reading of that index.csv timed beside it. Median of `repeats`; the files'
     metadata is in the OS cache (just written), as on a machine that reads its data set often."""
@@ -390,8 +331,6 @@ def free_disk_gb(path: Path) -> float:
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize / 2**30
 
-
-# -------------------------------------------------------------------------------------------- table
 
 # --------------------------------------------------------------------------------------------- main
 
@@ -457,7 +396,7 @@ def setup(spec: TrainSpec) -> str:
     """The device column of a training row: the device and what is switched on there."""
     on = [name for name, flag in (("AMP", spec.amp), ("channels_last", spec.channels_last),
                                   ("torch.compile", spec.compile)) if flag]
-    return ", ".join([spec.device, *on])
+    return ", ".join([spec.device, *on] + ([] if spec.malloc else ["glibc malloc defaults"]))
 
 
 def run(args, command: str) -> dict:
@@ -490,15 +429,14 @@ def run(args, command: str) -> dict:
         results["train"] = []
         for dev in devices:
             for model in models:
-                for spec in train_specs(args, dev, model):
-                    say(f"training: {model} on {dev}, {'3 s crops' if spec.crop_seconds else 'whole clips'}")
-                    row = {"model": model, "device": dev, "setup": setup(spec), "crop_seconds": spec.crop_seconds}
-                    row.update(in_fresh_process(train_window, str(cache), spec))
-                    results["train"].append(row)
-                    if dev == "cpu" and model in MALLOC_BASELINES and spec.crop_seconds:  # the allocator's
-                        say(f"training: {model} on cpu, 3 s crops, glibc's malloc defaults")    # baseline
-                        results["train"].append({**row, "setup": "cpu, glibc malloc defaults",
-                                                 **in_fresh_process(train_window, str(cache), spec, malloc=False)})
+                specs = train_specs(args, dev, model)
+                specs += [replace(s, malloc=False) for s in specs  # the allocator's baseline
+                          if dev == "cpu" and model in MALLOC_BASELINES and s.crop_seconds]
+                for spec in specs:
+                    say(f"training: {model} on {setup(spec)}, {'3 s crops' if spec.crop_seconds else 'whole clips'}")
+                    results["train"].append({"model": model, "device": dev, "setup": setup(spec),
+                                             "crop_seconds": spec.crop_seconds, "malloc": spec.malloc,
+                                             **in_fresh_process(train_window, str(cache), spec, malloc=spec.malloc)})
         if device.type != "cuda":
             results["train"] += [{"model": m, "device": "cuda", "setup": setup(s), "crop_seconds": s.crop_seconds,
                                   "note": NOT_MEASURED} for m in models for s in train_specs(args, "cuda", m)]

@@ -41,9 +41,13 @@ def usage(row: dict) -> str:
     return f" {fmt(u['wall_s'])} | {fmt(u['user_s'])} | {fmt(u['sys_s'])} | {fmt(u['rss_mb'], 0)} MiB |"
 
 
+def tracks_per_s(r: dict) -> dict:
+    """Tracks per second of each feature-extraction pipeline."""
+    return {k: v["tracks"] / v["seconds"] for k, v in r["extract"].items()}
+
+
 def extraction(args, r: dict) -> list[str]:
-    ex = r["extract"]
-    tps = {k: v["tracks"] / v["seconds"] for k, v in ex.items()}
+    ex, tps = r["extract"], tracks_per_s(r)
     names = {"original": "original-style: sequential `librosa.load` + `melspectrogram` + pickle per track",
              "floor": f"decode floor: decode + mono + resample only, {args.workers} threads",
              "ours": f"ours: `prepare_cache` (decode, log-mel, float16 cache), {args.workers} threads"}
@@ -91,13 +95,13 @@ def prediction(args, r: dict) -> list[str]:
     p = r.get("predict")
     if not p:
         return []
-    lines = ["", f"### Prediction (`python pre_trained_models.py --checkpoint {p['checkpoint']} FOLDER`, the shipped "
-                 f"musicnn on real 30 s FMA clips of tests/data, repeated; one process per command)", "",
+    lines = ["", f"### Prediction (`python pre_trained_models.py --checkpoint {p['checkpoint']} FOLDER` on real "
+                 f"30 s FMA clips of tests/data, repeated; one process per command)", "",
              "| songs | per song after start-up |" + USAGE_HEAD, "|---:|---:|" + USAGE_RULE]
     for row in p["rows"]:
         lines.append(f"| {row['songs']} | {'' if row['songs'] == 1 else fmt(p['s_per_song'], 3) + ' s'} |"
                      + usage(row))
-    return lines
+    return lines + ([f"\nPrediction: {p['note']}"] if "note" in p else [])
 
 
 def memory(args, r: dict) -> list[str]:
@@ -159,8 +163,7 @@ def cache_check(args, r: dict) -> list[str]:
 
 
 def goals(args, r: dict) -> list[str]:
-    ex, m = r["extract"], r["memory"]
-    tps = {k: v["tracks"] / v["seconds"] for k, v in ex.items()}
+    m, tps = r["memory"], tracks_per_s(r)
     vs_orig, vs_floor = tps["ours"] / tps["original"], tps["floor"] / tps["ours"]
     crnn_gpu = max((t["clips_per_s"] for t in r["train"] if t["model"] == "crnn" and t["device"] == "cuda"
                     and not t["crop_seconds"] and "clips_per_s" in t), default=None)  # the faster of compile off/on
@@ -175,10 +178,10 @@ def goals(args, r: dict) -> list[str]:
     rss = max(m.get("rss_mb", float("nan")), m.get("rss_mb", 0) + m.get("children_rss_mb", 0) * m.get("loader_workers", 0))
     cpu = [t for t in r["train"] if t["device"] == "cpu" and t.get("usage")]
     sys_share, worst_sys = max(((t["usage"]["sys_s"] / max(t["usage"]["user_s"], 1e-9), t["model"]) for t in cpu
-                                if "malloc defaults" not in t.get("setup", "")), default=(None, None))
+                                if t.get("malloc", True)), default=(None, None))
     crnn = [t for t in cpu if t["model"] == "crnn"]
-    tuned = [t for t in crnn if "malloc defaults" not in t.get("setup", "")]
-    base = next((t for t in crnn if "malloc defaults" in t.get("setup", "")), None)
+    tuned = [t for t in crnn if t.get("malloc", True)]
+    base = next((t for t in crnn if not t.get("malloc", True)), None)
     speedup = (tuned[0]["clips_per_s"] / base["clips_per_s"]) if base and tuned and "clips_per_s" in base else None
     p = r.get("predict") or {}
     predict_rss = max((row["usage"]["rss_mb"] for row in p.get("rows", [])), default=None)
@@ -196,11 +199,12 @@ def goals(args, r: dict) -> list[str]:
             f"{goal(None if sys_share is None else sys_share < GOALS['sys_share'])} |",
             f"| inference < {GOALS['infer_ms']:g} ms per 30 s song on CPU | "
             f"{', '.join(f'{k} {fmt(v)} ms' for k, v in cpu_inf.items()) or '-'} | {infer_status} |",
-            f"| prediction (musicnn, 20 real 30 s clips): <= {GOALS['predict_s_per_song']:g} s per song after "
-            f"start-up, peak RSS < {GOALS['predict_rss_mb']:g} MiB | "
+            f"| prediction ({p.get('checkpoint', '-')}, {p['rows'][-1]['songs'] if p.get('rows') else '-'} real "
+            f"30 s clips): <= {GOALS['predict_s_per_song']:g} s per song after start-up, peak RSS < "
+            f"{GOALS['predict_rss_mb']:g} MiB | "
             + (f"{fmt(p['s_per_song'], 3)} s, {fmt(predict_rss, 0)} MiB | "
                f"{goal(p['s_per_song'] <= GOALS['predict_s_per_song'] and predict_rss < GOALS['predict_rss_mb'])} |"
-               if p else "- | not measured |"),
+               if "s_per_song" in p else "- | not measured |"),
             f"| peak RSS < {GOALS['rss_gb']:g} GB training over an fma_large-sized cache | "
             f"{fmt(rss / 1024, 2) + ' GiB (main + workers)' if 'rss_mb' in m else '-'} | "
             f"{goal(rss / 1024 < GOALS['rss_gb'] if 'rss_mb' in m else None)} |",

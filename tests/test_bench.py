@@ -9,6 +9,7 @@ import pytest
 
 import bench
 import bench_report
+from measure import measured
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -37,9 +38,9 @@ def test_pieces_and_report(small_tree, tmp_path):
         ["--quick", "--workers", "2", "--batch-size", "4", "--models", "cnn1d"]))
     files = bench.demo_files(small_tree)
     assert len(files) == 6
-    extract = {"original": bench._measured(bench.extract_original, (files[:2], tmp_path / "pickles"), {}),
-               "floor": bench._measured(bench.extract_floor, (files, 2), {}),
-               "ours": bench._measured(bench.extract_ours, (small_tree, tmp_path / "cache", 2), {})}
+    extract = {"original": measured(bench.extract_original, (files[:2], tmp_path / "pickles"), {}),
+               "floor": measured(bench.extract_floor, (files, 2), {}),
+               "ours": measured(bench.extract_ours, (small_tree, tmp_path / "cache", 2), {})}
     assert {"wall_s", "user_s", "sys_s", "rss_mb"} == set(extract["ours"]["usage"])
     assert extract["ours"]["tracks"] == 6 and len(list((tmp_path / "pickles").glob("*.pkl"))) == 2
     cache = next(p for p in (tmp_path / "cache").iterdir() if p.is_dir())  # beside it: its .lock file

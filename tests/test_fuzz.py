@@ -14,12 +14,8 @@ import io
 import json
 import os
 import shutil
-import signal
 import struct
-import subprocess
 import sys
-import tempfile
-import threading
 import tracemalloc
 from dataclasses import asdict
 from pathlib import Path
@@ -34,8 +30,9 @@ from config import AudioConfig
 from conftest import DATA, REAL_CLIPS, ROOT, STEREO_44K, MONO_44K, STEREO_48K
 from models import ModelConfig, build_model
 from models_utils import save_checkpoint
-from audio import MAX_DECODE_SECONDS, AudioError, _decode_soundfile, load_audio
+from audio import MAX_DECODE_SECONDS, AudioError, _soundfile_source, join_blocks, load_audio
 from collection import audio_path
+from measure import run_command
 
 pytestmark = pytest.mark.slow  # minutes of work: pytest -m "not slow" leaves it out
 
@@ -191,41 +188,11 @@ def corpus(tmp_path_factory):
 
 # ------------------------------------------------------------------------------------------ running
 
-# Runs the command as its own child and writes that child's peak RSS (bytes, from os.wait4) to argv[1].
-# A process started by a large one cannot measure itself, nor be measured by it: Linux starts its peak RSS
-# at its parent's peak (exec records the high-water mark of the address space it replaces, the parent's
-# under vfork), and a test session's can be GBs. This launcher is small, so its child's peak is its own.
-LAUNCHER = """
-import os, signal, subprocess, sys
-p = subprocess.Popen(sys.argv[2:])
-_, status, usage = os.wait4(p.pid, 0)
-with open(sys.argv[1], "w") as f:
-    f.write(str(usage.ru_maxrss * 1024))
-code = os.waitstatus_to_exitcode(status)
-if code < 0:
-    os.kill(os.getpid(), -code)  # killed by a signal: so is the launcher
-sys.exit(code)
-"""
-
-
 def run_bounded(cmd: list, timeout: float) -> tuple[int, str, str, int]:
     """(exit status, stdout, stderr, peak RSS in bytes) of one child process, killed after `timeout`;
-    the peak is the child's own (see LAUNCHER)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
-            tempfile.TemporaryDirectory() as tmp:
-        rss_file = Path(tmp) / "rss"
-        p = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(rss_file), *cmd], stdin=subprocess.DEVNULL,
-                             stdout=out, stderr=err, text=True, cwd=ROOT, start_new_session=True)
-        timer = threading.Timer(timeout, os.killpg, (p.pid, signal.SIGKILL))  # the launcher and its child
-        timer.start()
-        try:
-            p.wait()
-        finally:
-            timer.cancel()
-        out.seek(0)
-        err.seek(0)
-        rss = int(rss_file.read_text()) if rss_file.is_file() else 0
-        return p.returncode, out.read(), err.read(), rss
+    the peak is the child's own (measure.run_command)."""
+    done, used = run_command(cmd, timeout, cwd=ROOT)
+    return done.returncode, done.stdout, done.stderr, int(used["rss_mb"] * 2 ** 20)
 
 
 # prepare_cache in a child process, timing each load_audio call (the decode is where a file could hang)
@@ -380,7 +347,9 @@ def _one_read(path: Path):
 
 def _block_read(path: Path):
     try:
-        return _decode_soundfile(path, MAX_DECODE_SECONDS)[0]
+        source = _soundfile_source(path, MAX_DECODE_SECONDS)
+        next(source)  # (sample rate, frames the header declares)
+        return join_blocks(source)
     except AudioError:
         return None
 
