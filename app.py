@@ -49,7 +49,8 @@ from allocator import tune_malloc
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = "pretrained/musicnn_msd.pt"
 MAX_UPLOAD_MIB = 200          # larger uploads are refused by the upload itself and again before decoding
-MAX_MINUTES = 20              # longer songs are refused (from the header, before decoding, where it tells)
+MAX_MINUTES = 20              # longer songs are refused: by their header before decoding where it tells, else
+                              # where decoding reaches the limit (load_predictors' max_seconds)
 TOP_GENRES, TOP_TAGS = 16, 10  # bars shown: FMA has 16 top genres; a tagger's 10 best tags
 RESULTS_KEEP_S = 3600         # a result's figure and JSON stay downloadable this long
 PROGRESS_POLL_S = 0.25
@@ -110,12 +111,17 @@ class Models:
     the default always), loaded on first use."""
 
     def __init__(self, default: tuple, default_predictors: list, runs: list[ModelChoice]):
-        label = " + ".join(default) if len(default) > 1 else default[0]
-        self.default = label
+        label = " + ".join(default)
         self.choices = {label: ModelChoice(label, default, describe(default_predictors, default))}
         self.choices.update((r.label, r) for r in runs if r.label not in self.choices)
-        self.loaded = collections.OrderedDict({label: default_predictors})
+        self.default, self.default_key = label, self.key(default)
+        # loaded by checkpoint files: two labels of one file share its Predictors
+        self.loaded = collections.OrderedDict({self.default_key: default_predictors})
         self.lock = threading.Lock()
+
+    @staticmethod
+    def key(checkpoints: tuple) -> tuple:
+        return tuple(Path(c).resolve() for c in checkpoints)
 
     def about(self, label: str) -> str:
         choice = self.choices.get(label)
@@ -127,14 +133,15 @@ class Models:
         choice = self.choices.get(label)
         if choice is None:
             raise ValueError(f"unknown model {label!r}")
+        key = self.key(choice.checkpoints)
         with self.lock:
-            if label not in self.loaded:
-                self.loaded[label] = load_predictors(list(choice.checkpoints))
+            if key not in self.loaded:
+                self.loaded[key] = load_predictors(list(choice.checkpoints), max_seconds=MAX_MINUTES * 60)
                 while len(self.loaded) > MODEL_CACHE:
-                    oldest = next(k for k in self.loaded if k != self.default)
+                    oldest = next(k for k in self.loaded if k != self.default_key)
                     del self.loaded[oldest]
-            self.loaded.move_to_end(label)
-            return choice, self.loaded[label]
+            self.loaded.move_to_end(key)
+            return choice, self.loaded[key]
 
 
 # ------------------------------------------------------------------------------------------ examples
@@ -211,20 +218,16 @@ def predict_with_progress(predictors: list, checkpoints: tuple, song, progress):
     return box["song"]
 
 
-def top(scores: dict, n: int) -> dict:
-    return dict(sorted(scores.items(), key=lambda kv: -kv[1])[:n])
-
-
 def bars(song, predictor) -> tuple[dict, Optional[dict]]:
     """(genre bars, tag bars or None): a zero-shot tagger's FMA genre scores and top tags, a tagger's
     tags, or a model's genres."""
-    scores = dict(zip(predictor.labels, map(float, song.probs)))
+    from pre_trained_models import top_k
     if predictor.zero_shot:
-        genres = dict(zip(predictor.tag_genres, map(float, predictor.genre_scores(song.probs))))
-        return top(genres, TOP_GENRES), top(scores, TOP_TAGS)
+        genres = top_k(predictor.genre_scores(song.probs), list(predictor.tag_genres), TOP_GENRES)
+        return dict(genres), dict(top_k(song.probs, predictor.labels, TOP_TAGS))
     if predictor.tagger:
-        return {}, top(scores, TOP_TAGS)
-    return top(scores, TOP_GENRES), None
+        return {}, dict(top_k(song.probs, predictor.labels, TOP_TAGS))
+    return dict(top_k(song.probs, predictor.labels, TOP_GENRES)), None
 
 
 class Analyser:
@@ -251,17 +254,15 @@ class Analyser:
             return failure(display, f"{type(e).__name__}: {e}".replace(str(path), display))
 
     def predict(self, path: Path, display: str, choice: ModelChoice, predictors: list, progress, start: float):
-        from pre_trained_models import build_parser, plot_song, record
+        from pre_trained_models import TOP_K, plot_song, record
         from predictor import Song
         song = predict_with_progress(predictors, choice.checkpoints, Song(str(path)), progress)
         seconds = time.perf_counter() - start
         if not song.ok:
             return failure(display, song.error.replace(str(path), display).removeprefix(f"{display}: "))
-        if song.duration > MAX_MINUTES * 60:
-            return failure(display, f"too long ({song.duration / 60:.1f} minutes; the limit is {MAX_MINUTES} minutes)")
         song.path = display  # the name the user knows it by, as pre_trained_models.py would print it
         predictor = predictors[0]  # an ensemble's members share classes and labels (load_predictors)
-        k = min(build_parser().get_default("top_k"), len(predictor.classes))
+        k = min(TOP_K, len(predictor.classes))
         out = self.new_result_dir()
         stem = Path(display).stem or "song"
         json_path = out / f"{stem}-genres.json"
@@ -321,7 +322,8 @@ def fmt_duration(seconds: float) -> str:
 
 def summary(song, display: str, choice: ModelChoice, predictor, seconds: float, plotted: float) -> str:
     kind = "tags" if predictor.tagger else "genres"
-    best = ", ".join(f"{g} {p:.2f}" for g, p in top(dict(zip(predictor.labels, map(float, song.probs))), 3).items())
+    from pre_trained_models import top_k
+    best = ", ".join(f"{g} {p:.2f}" for g, p in top_k(song.probs, predictor.labels, 3))
     figure = (f"; figure {plotted:.2f} s" if plotted else
               "; no timeline for an ensemble (as pre_trained_models.py --plot)" if len(choice.checkpoints) > 1 else "")
     return (f"**{display}**: {fmt_duration(song.duration)}, {song.windows} windows. Top {kind}: {best}  \n"
@@ -458,7 +460,7 @@ def main(argv=None) -> int:
     from models_utils import CheckpointError
     from predictor import load_predictors
     try:
-        predictors = load_predictors(list(checkpoints))
+        predictors = load_predictors(list(checkpoints), max_seconds=MAX_MINUTES * 60)
     except (CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

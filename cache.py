@@ -358,13 +358,16 @@ def _check_shard(shard) -> Optional[tuple[int, int]]:
     return None if n == 1 else (k, n)
 
 
-def open_cache(run: RunConfig, audio: AudioConfig, dist: Dist = Dist()) -> Optional[FeatureCache]:
-    """Build or reopen the cache; list failed tracks, then the one-line summary (the last line).
+def open_cache(run: RunConfig, audio: AudioConfig, dist: Dist = Dist(),
+               collection: Optional[Collection] = None) -> Optional[FeatureCache]:
+    """Build or reopen the cache of `run`'s collection (`collection` when the caller has opened it already);
+    list failed tracks, then the one-line summary (the last line).
 
     `--shard K/N` builds slice K only (a job-array task) and returns None while other slices are missing.
     Under torchrun every process builds its slice (rank of world size), waits for the others, and then
     all reopen the finished cache. Decoding threads default to the cores shared by this machine's ranks."""
-    collection = open_collection(run.data_dir, run.subset, parse_fractions(run.split_fractions), run.split_seed)
+    collection = collection or open_collection(run.data_dir, run.subset, parse_fractions(run.split_fractions),
+                                               run.split_seed)
     if collection.note:
         print(f"{collection}: {collection.note}")
     build = functools.partial(prepare_cache, collection, audio=audio, cache_dir=run.cache_dir,

@@ -39,6 +39,7 @@ from collection import AUDIO_EXTENSIONS, DataError, find_audio, read_manifest
 
 PROGRESS_MIN_FILES = 5      # the progress bar shows (on a terminal) from this many files on
 FORMATS = ("table", "csv", "json")
+TOP_K = 3                   # genres (or tags) reported per song: --top-k, and the web page
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -306,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, action="append", metavar="PATH",
                    help="a .pt file, or a run folder (its best.pt); repeat the option for an ensemble "
                         "(--checkpoint A --checkpoint B): the mean of the members' probabilities")
-    p.add_argument("--top-k", type=int, default=3, help="genres reported per song (default: 3)")
+    p.add_argument("--top-k", type=int, default=TOP_K, help=f"genres reported per song (default: {TOP_K})")
     p.add_argument("--format", choices=FORMATS, default="table",
                    help="output format: table (readable), csv (one row per file), json (default: table)")
     p.add_argument("--output", default=None, help="write the predictions to this file (default: stdout)")

@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator, Optional
 import numpy as np
 import torch
 
-from audio import (AMIN, MAX_DECODE_SECONDS, AudioError, audio_blocks, clip_from_wave, log_mel,
+from audio import (AMIN, MAX_DECODE_SECONDS, AudioError, audio_blocks, clip_from_wave, join_blocks, log_mel,
                    log_mel_blocks)
 from config import AudioConfig
 from models_utils import CheckpointError, load_checkpoint, model_from_checkpoint, pick_device
@@ -75,7 +75,8 @@ class Predictor:
     """A checkpoint's model with everything needed to turn audio files into genre probabilities."""
 
     def __init__(self, state: dict, device: torch.device, batch_windows: Optional[int] = None,
-                 model_threads: Optional[int] = None):
+                 model_threads: Optional[int] = None, max_seconds: float = MAX_DECODE_SECONDS):
+        self.max_seconds = max_seconds  # longer audio fails 'too long', decoding stopped there
         try:
             self.audio = AudioConfig(**state["audio"])
             self.model = model_from_checkpoint(state, device)
@@ -169,6 +170,16 @@ class Predictor:
         return crop_starts(max(valid_frames, self.window_frames), self.window_frames,
                            segments * self.windows_per_clip)
 
+    @property
+    def clip_samples(self) -> int:
+        """Samples of the feature cache's clip (clip_seconds)."""
+        return int(round(self.audio.clip_seconds * self.audio.sample_rate))
+
+    @property
+    def one_clip_samples(self) -> float:
+        """Songs up to this many samples are treated exactly like the cached clip; longer ones in segments."""
+        return self.clip_samples + CLIP_SLACK_SECONDS * self.audio.sample_rate
+
     # -- runs in decoding threads
     def load(self, song: Song, wait_turn: Optional[Callable[[], None]] = None) -> Song:
         """Decode `song.path` and compute its features and window starts (sets song.error on failure).
@@ -176,8 +187,7 @@ class Predictor:
         a = self.audio
         try:
             song.features, valid, samples, energy = self._features(song.path, wait_turn)
-            clip = int(round(a.clip_seconds * a.sample_rate))
-            segments = math.ceil(samples / clip) if samples > clip + CLIP_SLACK_SECONDS * a.sample_rate else 1
+            segments = math.ceil(samples / self.clip_samples) if samples > self.one_clip_samples else 1
             song.duration = samples / a.sample_rate
             rms_db = 10 * math.log10(energy / max(samples, 1) + 1e-20)
             if rms_db < SILENT_DBFS:
@@ -204,8 +214,8 @@ class Predictor:
         log_mel_blocks: the same values) into song_features' buffer, once `wait_turn()` has returned: it holds
         its features alone, whatever its length."""
         a = self.audio
-        most = int(round(a.clip_seconds * a.sample_rate)) + CLIP_SLACK_SECONDS * a.sample_rate
-        blocks = audio_blocks(path, a.sample_rate, MIN_SECONDS)
+        most = self.one_clip_samples
+        blocks = audio_blocks(path, a.sample_rate, MIN_SECONDS, max_seconds=self.max_seconds)
         head, n, energy = collections.deque(), 0, 0.0
         for block in blocks:
             head.append(block)
@@ -214,7 +224,7 @@ class Predictor:
             if n > most:
                 break
         if n <= most:  # all of it
-            wave = np.concatenate(head) if head else np.zeros(0, dtype=np.float32)
+            wave = join_blocks(head)
             if not self.window_hop:
                 return (*clip_from_wave(wave, a), n, energy)
             features = log_mel(wave, a).astype(np.float16)  # musicnn's patches: the whole song, however short
@@ -230,7 +240,7 @@ class Predictor:
                 n += len(more)
                 energy += float(np.dot(more, more))
                 yield more
-        features = song_features(rest(), a)
+        features = song_features(rest(), a, self.max_seconds)
         return features, features.shape[1], n, energy
 
     # -- runs in the main thread (and _forward in the model threads)
@@ -312,16 +322,16 @@ def load_predictor(checkpoint: str, device: str = "auto", batch_windows: Optiona
     return load_predictors([checkpoint], device, batch_windows)[0]
 
 
-def load_predictors(checkpoints: list[str], device: str = "auto", batch_windows: Optional[int] = None
-                    ) -> list[Predictor]:
-    """load_predictor of each checkpoint; several are an ensemble's members, and a ValueError names what
+def load_predictors(checkpoints: list[str], device: str = "auto", batch_windows: Optional[int] = None,
+                    max_seconds: float = MAX_DECODE_SECONDS) -> list[Predictor]:
+    """A Predictor of each checkpoint; several are an ensemble's members, and a ValueError names what
     keeps them from being averaged (test.ensemble_mismatch: kind, classes, genre vocabulary)."""
     dev = pick_device(device)
     states = [load_checkpoint(c, map_location="cpu") for c in checkpoints]
     problem = ensemble_mismatch(list(zip(map(str, checkpoints), states))) if len(states) > 1 else None
     if problem:
         raise ValueError(problem)
-    return [Predictor(state, dev, batch_windows) for state in states]
+    return [Predictor(state, dev, batch_windows, max_seconds=max_seconds) for state in states]
 
 
 def predict_songs(predictors: list[Predictor], checkpoints: list[str], songs: list[Song], workers: int,
@@ -393,12 +403,13 @@ class _Count:
             self.changed.wait_for(lambda: self.value >= value)
 
 
-def song_features(blocks: Iterable[np.ndarray], audio: AudioConfig) -> np.ndarray:
+def song_features(blocks: Iterable[np.ndarray], audio: AudioConfig,
+                  max_seconds: float = MAX_DECODE_SECONDS) -> np.ndarray:
     """float16 log-mel (n_mels, frames) of a signal that comes in blocks (audio.log_mel_blocks), written
-    frame by frame into one buffer reserved for the longest audio decoded (MAX_DECODE_SECONDS): pages
+    frame by frame into one buffer reserved for the longest audio decoded (`max_seconds`): pages
     never written take no memory, so that a song holds its features alone, never a second copy while
     they are joined. The result is a view of that buffer (the same values as a joined array)."""
-    reserved = 2 + (int(MAX_DECODE_SECONDS * audio.sample_rate) + audio.n_fft) // audio.hop_length
+    reserved = 2 + (int(max_seconds * audio.sample_rate) + audio.n_fft) // audio.hop_length
     frames = np.empty((reserved, audio.n_mels), dtype=np.float16)  # frame-major: written front to back
     t = 0
     for block in log_mel_blocks(blocks, audio):  # (n_mels, t) float32

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from config import RunConfig, names_with, read_preset
+from config import RunConfig, flag, names_with, read_preset
 
 # (column title, results.json key, shown as a percentage)
 METRICS = {"top": (("test accuracy", "accuracy", True), ("test macro-F1", "macro_f1", False)),
@@ -104,14 +104,13 @@ def row(run_dir: Path) -> str:
         options = _options(cfg["run"], ignore={"seed"}) + [f"--seeds {','.join(map(str, agg['seeds']))}"]
         values = [seeds_value(agg, key, pct) for _, key, pct in METRICS[agg["target"]]]
         time_text = f"{seconds / 60:.1f} min per seed"
-    elif "members" in _load(run_dir / "results.json"):  # an ensemble of main.py --evaluate-only
-        res = _load(run_dir / "results.json")
+    elif "members" in (res := _load(run_dir / "results.json")):  # an ensemble of main.py --evaluate-only
         options = ["--evaluate-only"] + [f"--checkpoint {_shown(m['checkpoint'])}" for m in res["members"]]
         values = [single_value(res["test"] or {}, key, pct) for _, key, pct in METRICS[res.get("target", "top")]]
         res = {**res, "model": f"ensemble of {len(res['members'])}", "epochs": "-"}
         time_text = "-"
     else:
-        res, cfg = _load(run_dir / "results.json"), _load(run_dir / "config.json")
+        cfg = _load(run_dir / "config.json")
         options = _options(cfg["run"])
         values = [single_value(res["test"] or {}, key, pct) for _, key, pct in METRICS[res.get("target", "top")]]
         time_text = f"{res.get('train_seconds', 0) / 60:.1f} min"
@@ -139,10 +138,10 @@ def _options(run: dict, ignore=()) -> list[str]:
     for key, value in run.items():
         if key in IGNORED or key in ignore or key == "config" or value == base.get(key):
             continue
-        flag = "--" + key.replace("_", "-")
+        option = flag(key)
         value = _shown(value) if key in ("data_dir", "init") and value else value
-        opts.append(flag if value is True else f"--no-{flag[2:]}" if value is False else f"{flag} {value:g}"
-                    if isinstance(value, float) else f"{flag} {value}")
+        opts.append(option if value is True else f"--no-{option[2:]}" if value is False else f"{option} {value:g}"
+                    if isinstance(value, float) else f"{option} {value}")
     return opts
 
 
@@ -234,10 +233,11 @@ def main(argv=None) -> int:
             print(f"note: skipped {run_dir}: {why}", file=sys.stderr)
         else:
             runs.append(run_dir)
-    for i, kind in enumerate(sorted({target(r) for r in runs}, key=list(METRICS).index)):
+    kinds = {run_dir: target(run_dir) for run_dir in runs}
+    for i, kind in enumerate(sorted(set(kinds.values()), key=list(METRICS).index)):
         print(("\n" if i else "") + header(kind))
         for run_dir in runs:
-            if target(run_dir) == kind:
+            if kinds[run_dir] == kind:
                 print(row(run_dir))
     if args.compare:
         print(("\n" if args.runs else "") + "\n".join(compare(*args.compare, args.bootstrap, args.ci_level)))

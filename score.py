@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 
 from collection import SUBSETS, Collection, multi_hot, open_collection
-from config import parse_fractions
+from config import RunConfig, parse_fractions
 from metrics import bootstrap_metrics, classification_metrics, multilabel_metrics
 from predictor import Predictor, Song
+from test import ci_text
 
 RESAMPLES = 1000  # bootstrap resamples of the report's intervals
 
@@ -33,9 +34,9 @@ def selection(args, predictor: Predictor, warn) -> tuple[list[Song], dict]:
     if predictor.tagger and not predictor.zero_shot:
         raise ValueError("the checkpoint's classes are tags with no genre map (neither genres nor tag_genres): "
                          "it cannot score a labelled collection")
-    run = predictor.run_config
-    fractions = parse_fractions(run.get("split_fractions") or "0.8,0.1,0.1")
-    collection = open_collection(args.data_dir, args.subset, fractions, run.get("split_seed", 0),
+    run, default = predictor.run_config, RunConfig()
+    fractions = parse_fractions(run.get("split_fractions") or default.split_fractions)
+    collection = open_collection(args.data_dir, args.subset, fractions, run.get("split_seed", default.split_seed),
                                  splits=args.split != "all")  # --split all: no split needed
     table, info = collection.table, {"data_dir": str(collection.root), "kind": collection.kind}
     if collection.kind == "fma":
@@ -120,11 +121,6 @@ def report(songs: list[Song], predictor: Predictor, info: dict) -> dict:
     return {**info, **counts, "classes": classes, **extra, **metrics, "ci": ci}
 
 
-def _ci(rep: dict, key: str) -> str:
-    low, high = rep.get("ci", {}).get(key, (None, None))
-    return "" if low is None else f" [{low:.3f}, {high:.3f}]"
-
-
 def report_lines(rep: dict) -> list[str]:
     """The report as the table format prints it."""
     if rep["kind"] == "fma":
@@ -144,8 +140,8 @@ def report_lines(rep: dict) -> list[str]:
     if not rep["predicted"]:
         return lines + ["no track predicted: nothing to score"]
     if rep.get("multilabel"):
-        lines += [f"macro ROC-AUC {rep['macro_roc_auc']:.4f}{_ci(rep, 'macro_roc_auc')}  micro ROC-AUC "
-                  f"{rep['micro_roc_auc']:.4f}  macro AP {rep['macro_ap']:.4f}{_ci(rep, 'macro_ap')}  micro-F1 "
+        lines += [f"macro ROC-AUC {rep['macro_roc_auc']:.4f}{ci_text(rep, 'macro_roc_auc')}  micro ROC-AUC "
+                  f"{rep['micro_roc_auc']:.4f}  macro AP {rep['macro_ap']:.4f}{ci_text(rep, 'macro_ap')}  micro-F1 "
                   f"{rep['micro_f1']:.4f} at threshold {rep['threshold']:.2f}  ({rep['scored_genres']} of "
                   f"{len(rep['classes'])} genres scored; 95% bootstrap intervals)", "",
                   f"{'genre':<40} {'roc_auc':>7} {'ap':>6} {'positives':>9}"]
@@ -154,8 +150,8 @@ def report_lines(rep: dict) -> list[str]:
         return lines
     over = (f"the {len(rep['macro_f1_genres'])} mapped genres with tracks here" if zero_shot
             else f"the model's {len(rep['classes'])} genres")
-    lines += [f"accuracy {rep['accuracy']:.4f}{_ci(rep, 'accuracy')}  macro-F1 {rep['macro_f1']:.4f}"
-              f"{_ci(rep, 'macro_f1')}  ({rep['predicted']} tracks; macro-F1 over {over}; 95% bootstrap intervals)",
+    lines += [f"accuracy {rep['accuracy']:.4f}{ci_text(rep, 'accuracy')}  macro-F1 {rep['macro_f1']:.4f}"
+              f"{ci_text(rep, 'macro_f1')}  ({rep['predicted']} tracks; macro-F1 over {over}; 95% bootstrap intervals)",
               "", f"{'genre':<20} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8}"]
     for c, m in rep["per_class"].items():
         lines.append(f"{c:<20} {m['precision']:>9.3f} {m['recall']:>7.3f} {m['f1']:>6.3f} {m['support']:>8d}")

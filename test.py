@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from cache import open_cache
-from collection import DataError, open_collection
+from collection import Collection, DataError, open_collection
 from config import AudioConfig, RunConfig, parse_fractions
 from distributed import Dist, gather_batches
 from loss import Loss
@@ -272,7 +272,7 @@ def report_test(results: dict, metrics: dict, state: dict, track_ids, run: RunCo
 
 def test_line(label: str, metrics: dict, test: dict, multilabel: bool, about: str) -> str:
     """'LABEL: accuracy ... macro-F1 ... (N tracks, ABOUT, intervals)' (multi-label: ROC-AUC, AP, F1)."""
-    ci = functools.partial(_ci_text, test)
+    ci = functools.partial(ci_text, test)
     n, n_classes = metrics["probs"].shape
     if multilabel:
         return (f"{label}: macro ROC-AUC {metrics['macro_roc_auc']:.4f}{ci('macro_roc_auc')}  micro ROC-AUC "
@@ -283,7 +283,7 @@ def test_line(label: str, metrics: dict, test: dict, multilabel: bool, about: st
             f"{ci('macro_f1')}  ({n} tracks, {about}{ci('level')})")
 
 
-def _ci_text(test: dict, key: str) -> str:
+def ci_text(test: dict, key: str) -> str:
     """' [low, high]' of a test metric's interval (or, for key 'level', ', 95% bootstrap intervals');
     '' without intervals."""
     ci = test.get("ci")
@@ -337,10 +337,10 @@ def write_results(results: dict, out: Path) -> None:
         json.dump(clean({k: v for k, v in results.items() if not k.startswith("_")}), f, indent=2)
 
 
-def trained_data(path: str, state: dict, run: RunConfig, given: set) -> RunConfig:
+def trained_data(path: str, state: dict, run: RunConfig, given: set) -> tuple[RunConfig, Collection]:
     """`run` on the data a checkpoint was trained on (its data folder, subset and cache folder), unless given
-    (--data-dir, --subset, --cache-dir); a DataError, before any work, when that data is not there or has no
-    test track."""
+    (--data-dir, --subset, --cache-dir), and that collection, opened; a DataError, before any work, when that
+    data is not there or has no test track."""
     saved = state.get("run_config") or {}
     if "data_dir" not in given and not saved.get("data_dir"):
         raise DataError(f"{path} does not say what data trained it: give --data-dir DIR")
@@ -355,7 +355,7 @@ def trained_data(path: str, state: dict, run: RunConfig, given: set) -> RunConfi
     collection = open_collection(run.data_dir, run.subset, parse_fractions(run.split_fractions), run.split_seed)
     if not (collection.table["split"] == "test").any():
         raise DataError(f"no test tracks in {collection}: nothing to evaluate")
-    return run
+    return run, collection
 
 
 def evaluate_only(run: RunConfig, given: set) -> int:
@@ -363,13 +363,13 @@ def evaluate_only(run: RunConfig, given: set) -> int:
     ensemble of several (evaluate_ensemble), on the data the first was trained on unless --data-dir is given;
     --out replaces the folder."""
     states = [load_checkpoint(path) for path in run.checkpoint]
-    run = trained_data(run.checkpoint[0], states[0], run, given)
+    run, collection = trained_data(run.checkpoint[0], states[0], run, given)
     device = pick_device(run.device)
     out = evaluate_out(run)
     if len(states) > 1:
-        results = evaluate_ensemble(run.checkpoint, states, run, given, device, out)
+        results = evaluate_ensemble(run.checkpoint, states, run, given, device, out, collection)
     else:
-        model, cache, classes, splits = load_member(states[0], run, given, device)
+        model, cache, classes, splits = load_member(states[0], run, given, device, collection)
         out.mkdir(parents=True, exist_ok=True)
         results = test_report(model, states[0], cache, classes, splits, run, device, out)
     write_results(results, out)
@@ -388,11 +388,11 @@ def evaluate_out(run: RunConfig) -> Path:
     return dirs[0].parent / ("ensemble-" + "+".join(d.name for d in dirs))
 
 
-def load_member(state: dict, run: RunConfig, given: set, device):
-    """(model on `device`, cache, classes, splits) of a checkpoint: the log-mel cache of its own audio
-    parameters (built when missing) and its classes' targets; --eval-crops, when given, replaces its
+def load_member(state: dict, run: RunConfig, given: set, device, collection: Collection):
+    """(model on `device`, cache, classes, splits) of a checkpoint: the log-mel cache of `collection` at its own
+    audio parameters (built when missing) and its classes' targets; --eval-crops, when given, replaces its
     number of evaluation crops (the one evaluation setting that may change)."""
-    cache = open_cache(run, AudioConfig(**state["audio"]))
+    cache = open_cache(run, AudioConfig(**state["audio"]), collection=collection)
     classes, splits, _ = make_targets(state.get("target", "top"), cache, state)
     model = model_from_checkpoint(state, device)
     if "eval_crops" in given and state["crop_frames"]:
@@ -400,7 +400,8 @@ def load_member(state: dict, run: RunConfig, given: set, device):
     return model, cache, classes, splits
 
 
-def evaluate_ensemble(paths: list[str], states: list[dict], run: RunConfig, given: set, device, out: Path) -> dict:
+def evaluate_ensemble(paths: list[str], states: list[dict], run: RunConfig, given: set, device, out: Path,
+                      collection: Collection) -> dict:
     """The test report of the mean of several checkpoints' probabilities (test.average_probs); each
     member is evaluated with its own audio parameters (its own cache), windows and normalisation.
 
@@ -416,7 +417,7 @@ def evaluate_ensemble(paths: list[str], states: list[dict], run: RunConfig, give
     multilabel = states[0].get("target", "top") == "all"
     members, track_ids, evaluated, caches = [], [], [], []
     for path, state in zip(paths, states):
-        model, cache, classes, splits = load_member(state, run, given, device)
+        model, cache, classes, splits = load_member(state, run, given, device, collection)
         caches.append(cache)
         rows, targets = splits["test"]
         track_ids.append(cache.index["track_id"].to_numpy()[rows])
