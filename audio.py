@@ -54,10 +54,9 @@ def _check_sample_rate(path: Path, sr: int) -> None:
         raise AudioError(f"{path}: implausible sample rate {sr} Hz in its header (a damaged file)")
 
 
-def _mix_down(blocks: Iterable[np.ndarray], sr: int, path: Path, max_seconds: float) -> np.ndarray:
-    """(frames, channels) blocks -> one mono float32 array, mixed block by block, failing as soon as
-    more than `max_seconds` are decoded: memory follows the audio decoded, not what a header claims."""
-    parts = list(_mono_blocks(blocks, sr, path, max_seconds))
+def join_blocks(blocks: Iterable[np.ndarray]) -> np.ndarray:
+    """Mono float32 blocks joined into one array (empty when there are none)."""
+    parts = list(blocks)
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
@@ -123,19 +122,11 @@ def _soundfile_blocks(f, frames: int) -> Iterable[np.ndarray]:
             return
 
 
-def _decode_soundfile(path: Path, max_seconds: float) -> tuple[np.ndarray, int, int]:
-    """(mono float32 samples, sample rate, frames the header declares) through libsndfile, read in
-    blocks: a header may declare any length (a damaged MP3's Xing frame count: terabytes), and
-    soundfile would allocate all of it before reading."""
-    source = _soundfile_source(path, max_seconds)
-    sr, declared = next(source)
-    parts = list(source)
-    return (np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)), sr, declared
-
-
 def _soundfile_source(path: Path, max_seconds: float) -> Iterator:
     """libsndfile's decoding of `path`, as it goes: (sample rate, frames the header declares) first, then
-    mono float32 blocks (a read of DECODE_BLOCK_SAMPLES each, mixed down)."""
+    mono float32 blocks (a read of DECODE_BLOCK_SAMPLES each, mixed down). Read in blocks because a header
+    may declare any length (a damaged MP3's Xing frame count: terabytes), and soundfile would allocate all
+    of it before reading."""
     import soundfile as sf
     try:
         with sf.SoundFile(str(path)) as f:
@@ -178,7 +169,7 @@ def _decode_fallback(path: Path, max_seconds: float) -> tuple[np.ndarray, int, i
         raise AudioError(f"{path}: no decoder for {path.suffix or 'extension-less'} files: convert it to "
                          f"wav/flac/ogg/mp3, or install ffmpeg so audioread can read it{detail}") from None
     data = np.frombuffer(raw, dtype="<i2", count=len(raw) // (2 * channels) * channels)
-    wave = _mix_down([(data.astype(np.float32) / 32768.0).reshape(-1, channels)], sr, path, max_seconds)
+    wave = _mono((data.astype(np.float32) / 32768.0).reshape(-1, channels))  # max_seconds at most (the read)
     return wave, sr, len(wave)
 
 
@@ -193,8 +184,7 @@ def load_audio(path, sample_rate: int, min_seconds: float = 0.0, check_truncated
     decoded and mixed to mono in blocks, so memory follows the audio in the file, never its header.
     The concatenation of `audio_blocks`, which gives the same samples block by block.
     """
-    parts = list(audio_blocks(path, sample_rate, min_seconds, check_truncated, max_seconds))
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    return join_blocks(audio_blocks(path, sample_rate, min_seconds, check_truncated, max_seconds))
 
 
 def audio_blocks(path, sample_rate: int, min_seconds: float = 0.0, check_truncated: bool = True,

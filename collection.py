@@ -28,6 +28,8 @@ from typing import Iterable, Optional
 import numpy as np
 import pandas as pd
 
+from audio import SOUNDFILE_EXTENSIONS
+
 # --------------------------------------------------------------------------------------------------
 # FMA metadata
 
@@ -297,8 +299,7 @@ def find_audio_dir(data_dir, subset: str) -> Path:
 
 # Extensions searched for in folders (a file named explicitly is tried whatever its extension). Those that
 # libsndfile does not read need ffmpeg (through audioread); without it they get a clear error.
-AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".caf",
-                              ".w64", ".m4a", ".aac", ".wma", ".mp4", ".webm", ".mka"})
+AUDIO_EXTENSIONS = frozenset(SOUNDFILE_EXTENSIONS | {".m4a", ".aac", ".wma", ".mp4", ".webm", ".mka"})
 MIN_PER_CLASS = 3  # a class split without a split column needs a track in each of training, validation, test
 
 
@@ -348,7 +349,8 @@ class Collection:
         if self.kind == "fma":
             data = np.ascontiguousarray(self.table.index.to_numpy(dtype=np.int64)).tobytes()
         else:
-            data = "\n".join(os.path.relpath(p, self.folder) for p in self.table["path"]).encode()
+            folder = self.folder  # a property that stats the root: read once
+            data = "\n".join(os.path.relpath(p, folder) for p in self.table["path"]).encode()
         return hashlib.sha1(data).hexdigest()
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .fma_metadata import audio_path
+
 LAYOUTS = ("fma", "folders", "manifest")
 HIDDEN = ".fma"  # where the FMA-layout set of the other layouts lives
 
@@ -25,8 +27,7 @@ HIDDEN = ".fma"  # where the FMA-layout set of the other layouts lives
 def _tracks(fma_root: Path) -> pd.DataFrame:
     """The clips of the set: relative path, genre, split and artist id of each track of tracks.csv."""
     tracks = pd.read_csv(fma_root / "fma_metadata" / "tracks.csv", index_col=0, header=[0, 1])
-    ids = [f"{int(i):06d}" for i in tracks.index]
-    return pd.DataFrame({"file": [f"fma_small/{i[:3]}/{i}.mp3" for i in ids],
+    return pd.DataFrame({"file": [audio_path(Path(""), int(i)).as_posix() for i in tracks.index],
                          "label": tracks[("track", "genre_top")].fillna("").astype(str).to_numpy(),
                          "split": tracks[("set", "split")].astype(str).to_numpy(),
                          "group": [f"artist-{int(a)}" for a in tracks[("artist", "id")]]})
