@@ -44,12 +44,13 @@ class Augment:
     band_std: Optional[torch.Tensor] = None  # (M,) dB std per band used to standardise (to express dB)
 
     @classmethod
-    def from_run(cls, run, band_std) -> "Augment":
-        """The augmentation a RunConfig asks for (SpecAugment only with --augment)."""
+    def from_run(cls, run, band_std, device=None) -> "Augment":
+        """The augmentation a RunConfig asks for (SpecAugment only with --augment); band_std goes to `device`
+        (the batches' device) once, not a copy per batch."""
         return cls(freq_masks=run.freq_masks if run.augment else 0, freq_width=run.freq_width,
                    time_masks=run.time_masks if run.augment else 0, time_width=run.time_width, mixup=run.mixup,
                    eq_db=run.eq_db, eq_points=run.eq_points, contrast=run.contrast,
-                   band_std=torch.as_tensor(band_std, dtype=torch.float32))
+                   band_std=torch.as_tensor(band_std, dtype=torch.float32, device=device))
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, Optional[Mix]]:
         """EQ and dynamics, masks, then mixup (None when off) of a training batch (B, M, T)."""
@@ -81,13 +82,15 @@ class Augment:
 
     def masks(self, x: torch.Tensor) -> torch.Tensor:
         """Zero random bands (axis 1, mels) and random frame spans (axis 2, time) of (B, M, T)."""
+        if not (self.freq_masks or self.time_masks):
+            return x
         B, M, T = x.shape
         keep = torch.ones(B, M, T, dtype=torch.bool, device=x.device)
         for n, width, axis, size in ((self.freq_masks, self.freq_width, 1, M), (self.time_masks, self.time_width, 2, T)):
+            pos = torch.arange(size, device=x.device)[None]  # (1, size)
             for _ in range(n):
                 w = torch.randint(0, min(width, size) + 1, (B, 1), device=x.device)
                 start = (torch.rand(B, 1, device=x.device) * (size - w + 1)).long()
-                pos = torch.arange(size, device=x.device)[None]  # (1, size)
                 hit = (pos >= start) & (pos < start + w)  # (B, size)
                 keep &= ~(hit[:, :, None] if axis == 1 else hit[:, None, :])
         return x * keep

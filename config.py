@@ -23,7 +23,7 @@ import argparse
 import difflib
 import json
 import sys
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, get_args, get_origin, get_type_hints
 
@@ -225,6 +225,11 @@ def role(name: str) -> str:
     return all_fields()[name].metadata["role"]
 
 
+def flag(name: str) -> str:
+    """An option's name on the command line: split_seed -> --split-seed."""
+    return "--" + name.replace("_", "-")
+
+
 def names_with(*roles: str) -> tuple:
     """The options of the given roles, e.g. names_with("machine"): what --resume or --seeds may change."""
     return tuple(n for n, f in all_fields().items() if f.metadata["role"] in roles)
@@ -288,7 +293,7 @@ def coerce_item(name: str, tp: type, value, where: str) -> Any:
     for bound, ok, words in (("low", lambda b: value >= b, "at least"), ("above", lambda b: value > b, "above"),
                              ("high", lambda b: value <= b, "at most")):
         if meta[bound] is not None and not ok(meta[bound]):
-            raise ConfigError(f"{where}--{name.replace('_', '-')} must be {words} {meta[bound]:g}, not {value!r}")
+            raise ConfigError(f"{where}{flag(name)} must be {words} {meta[bound]:g}, not {value!r}")
     return value
 
 
@@ -350,7 +355,7 @@ def add_options(parser: argparse.ArgumentParser, skip: tuple = ()) -> argparse.A
     for name, f in all_fields().items():
         if name in skip:
             continue
-        option, meta, group = "--" + name.replace("_", "-"), f.metadata, groups[f.metadata["group"]]
+        option, meta, group = flag(name), f.metadata, groups[f.metadata["group"]]
         if meta["flag"] and meta["role"] == "command":  # --prepare-only: nothing to turn off
             group.add_argument(option, action="store_const", const=True, default=None, help=_help(f))
         elif meta["flag"]:
@@ -433,6 +438,13 @@ def resolve(given: dict) -> tuple[RunConfig, AudioConfig, set]:
     return run, audio, set(values)
 
 
+def absolute(run: RunConfig) -> RunConfig:
+    """The data and cache folders as absolute paths: what a run (or a search's best.yaml) records, valid from
+    any directory."""
+    return replace(run, data_dir=str(Path(run.data_dir).resolve()),
+                   cache_dir=str(Path(run.cache_dir).resolve()) if run.cache_dir else None)
+
+
 def parse_fractions(text: str) -> tuple[float, float, float]:
     """--split-fractions '0.8,0.1,0.1' -> (0.8, 0.1, 0.1): three positive fractions that sum to 1."""
     try:
@@ -461,9 +473,6 @@ def seed_list(value) -> list[int]:
 
 def check_run(run: RunConfig, given: set) -> None:
     """The options that do not go together, as ConfigErrors (before any work)."""
-    def option(name):
-        return "--" + name.replace("_", "-")
-
     seeds = seed_list(run.seeds)
     parse_fractions(run.split_fractions)
     if seeds and (run.resume or run.evaluate_only):
@@ -486,8 +495,8 @@ def check_run(run: RunConfig, given: set) -> None:
     if run.resume:
         changed = sorted(n for n in given if role(n) == "recipe" or n in ("config", "out", "name"))
         if changed:
-            free = ", ".join(option(n) for n in names_with("length", "machine"))
-            raise ConfigError(f"--resume continues a run as it was trained: {', '.join(map(option, changed))} "
+            free = ", ".join(flag(n) for n in names_with("length", "machine"))
+            raise ConfigError(f"--resume continues a run as it was trained: {', '.join(map(flag, changed))} "
                               f"would change it (start a new run instead); what may change: {free}")
 
 
@@ -506,7 +515,7 @@ def markdown_reference() -> str:
         for name, f in all_fields().items():
             if f.metadata["group"] == group:
                 default = "" if f.default is MISSING else f.default
-                option = f"`--{name.replace('_', '-')}`" + (" / `--no-...`" if f.metadata["flag"] else "")
+                option = f"`{flag(name)}`" + (" / `--no-...`" if f.metadata["flag"] else "")
                 lines.append(f"| {option} | {default!r} | {f.metadata['role']} | {f.metadata['help']} |")
     return "\n".join(lines) + "\n"
 

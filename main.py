@@ -26,7 +26,7 @@ from pathlib import Path
 from allocator import tune_malloc
 from cache import open_cache
 from collection import DataError, collection_kind
-from config import AudioConfig, ConfigError, RunConfig, check_run, load_config, seed_list
+from config import AudioConfig, ConfigError, RunConfig, absolute, check_run, load_config, seed_list
 from distributed import Dist, cleanup, quiet_unless_main, setup
 from models_utils import CheckpointError, model_audio
 from seeds import train_seeds
@@ -57,12 +57,6 @@ def check_output(path) -> None:
     parent = next(q for q in [p, *p.parents] if q.exists())
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {path}: cannot write in {parent} (permission denied)")
-
-
-def absolute(run: RunConfig) -> RunConfig:
-    """The data and cache folders as absolute paths: what the run records, valid from any directory."""
-    return replace(run, data_dir=str(Path(run.data_dir).resolve()),
-                   cache_dir=str(Path(run.cache_dir).resolve()) if run.cache_dir else None)
 
 
 def dispatch(run: RunConfig, audio: AudioConfig, given: set, dist: Dist) -> int:

@@ -75,19 +75,23 @@ class ModelConfig:
     pool: Optional[str] = None            # global pooling: cnn1d 'avgmax', cnn2d 'grid', shortchunk_res 'max'
     temporal_pool: Optional[str] = None   # crnn only: 'last' (the 2023 project's) or 'mean' over the LSTM outputs
 
-    def check(self) -> None:
-        """ValueError when a field is set that the model does not take, or to a value it refuses (the model is
-        built on torch's meta device: no memory, no weights)."""
-        cls = model_class(self.name)
-        params = inspect.signature(cls.__init__).parameters
+    def kwargs(self) -> dict:
+        """The fields set (not None), as the model's constructor takes them; a ValueError naming any field
+        the model does not take."""
+        params = inspect.signature(model_class(self.name).__init__).parameters
         kwargs = {k: v for k, v in asdict(self).items() if k != "name" and v is not None}
         unused = [k for k in kwargs if k not in params]
         if unused:
             taken = ", ".join("--" + p.replace("_", "-") for p in params if p not in ("self", "n_classes", "n_mels"))
             raise ValueError(f"{self.name} does not take {', '.join('--' + k.replace('_', '-') for k in unused)} "
                              f"(its options: {taken})")
+        return kwargs
+
+    def check(self) -> None:
+        """ValueError when a field is set that the model does not take, or to a value it refuses, before any
+        work (the model is built on torch's meta device: no memory, no weights)."""
         with torch.device("meta"):
-            cls(**kwargs)
+            model_class(self.name)(**self.kwargs())
 
     def resolved(self) -> "ModelConfig":
         """A copy with every field the model takes set (None -> the constructor's default)."""
@@ -501,8 +505,7 @@ def model_class(name: str) -> type[SpectrogramModel]:
 
 def build_model(cfg: ModelConfig) -> SpectrogramModel:
     """The model named by `cfg`, with weights from `init_weights`; `model.config` is the resolved cfg."""
-    cfg.check()
-    model = model_class(cfg.name)(**{k: v for k, v in asdict(cfg).items() if k != "name" and v is not None})
+    model = model_class(cfg.name)(**cfg.kwargs())
     model.apply(init_weights)
     model.config = cfg.resolved()
     return model

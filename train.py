@@ -25,7 +25,7 @@ import torch
 from augment import Augment
 from cache import open_cache
 from collection import DataError
-from config import AudioConfig, RunConfig, names_with
+from config import AudioConfig, RunConfig, flag, names_with
 from distributed import Dist
 from loss import Loss
 from models import MODELS, ModelConfig, build_model, count_parameters
@@ -146,7 +146,7 @@ def train_one_epoch(model: torch.nn.Module, loader, optimizer: torch.optim.Optim
     loss, augment = loss or Loss(), augment or Augment()
     use_amp = amp and device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
-    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss x clips, correct clips, since the last log
+    sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss x clips, correct clips (on the device)
     seen, since, logged, steps, start = 0, 0, 0.0, 0, time.perf_counter()  # since: clips since the last log
     with BatchProgress(loader, progress, "train", max_steps) as bar:
         for x, y in loader:
@@ -180,7 +180,7 @@ def train_one_epoch(model: torch.nn.Module, loader, optimizer: torch.optim.Optim
                     on_log(steps, {"loss": interval, "lr": optimizer.param_groups[0]["lr"]})
             bar.update(n, interval)
     seconds = time.perf_counter() - start
-    total_loss, correct = sums.tolist()[:2]
+    total_loss, correct = sums.tolist()
     if dist is not None:
         total_loss, correct, seen = dist.sum(total_loss, correct, seen)
         seen, seconds = int(seen), dist.max(seconds)
@@ -188,14 +188,22 @@ def train_one_epoch(model: torch.nn.Module, loader, optimizer: torch.optim.Optim
             "seconds": seconds, "clips_per_s": seen / max(seconds, 1e-9)}
 
 
+SELECTED = {"top": "accuracy", "all": "macro_roc_auc"}  # --target -> the validation metric that picks best.pt
+
+
+def selected(multilabel: bool) -> str:
+    """The validation metric that picks best.pt: accuracy, or for multi-label (--target all) macro ROC-AUC;
+    metrics.csv and results.json call it val_<it>, tune.py's trials report it."""
+    return SELECTED["all" if multilabel else "top"]
+
+
 def selection_metric(tr: dict, va: dict | None, multilabel: bool) -> float:
-    """What picks best.pt (higher is better): validation accuracy (top) or macro ROC-AUC (all); the
-    validation loss when no genre can be scored there, the training loss without a validation split."""
+    """What picks best.pt (higher is better): the `selected` validation metric; for multi-label the validation
+    loss when no genre can be scored there; the training loss without a validation split."""
     if va is None:
         return -tr["loss"]
-    if not multilabel:
-        return va["accuracy"]
-    return va["macro_roc_auc"] if np.isfinite(va["macro_roc_auc"]) else -va["loss"]
+    value = va[selected(multilabel)]
+    return value if not multilabel or np.isfinite(value) else -va["loss"]
 
 
 # ------------------------------------------------------------------------------------------ set-up
@@ -290,7 +298,7 @@ def load_init(run: RunConfig, audio: AudioConfig) -> dict:
     theirs, ours = AudioConfig(**init["audio"]).features(), audio.features()
     differ = [k for k in ours if ours[k] != theirs[k]]
     if differ:
-        options = ", ".join("--" + k.replace("_", "-") for k in differ)
+        options = ", ".join(flag(k) for k in differ)
         raise ValueError(f"--init {run.init} was trained on other features than this run's: "
                          + ", ".join(f"{k} {theirs[k]} (this run: {ours[k]})" for k in differ)
                          + f"; give the checkpoint's values ({options})")
@@ -369,7 +377,7 @@ def build_loop(t: Training) -> None:
                                eval_crops=t.eval_crops, dist=t.dist) if len(val_rows) else None
     t.optimizer, t.scheduler = make_optimizer(t.model, run, len(t.loader))
     t.scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and run.amp else None
-    t.augment = Augment.from_run(run, t.std)
+    t.augment = Augment.from_run(run, t.std, t.device)
     t.loss = Loss.for_training(t.multilabel, run.balance, train_targets, len(t.classes), device)
 
 
@@ -401,8 +409,8 @@ def restore(t: Training, resume: dict) -> None:
     t.start_epoch, t.step, t.best = resume["epoch"] + 1, resume["global_step"], resume["best_metric"]
     t.history, t.threshold = resume["history"], resume.get("threshold", 0.5)
     set_rng_state(resume["rng"])
-    selection = "validation macro ROC-AUC" if t.multilabel else "validation accuracy"
-    print(f"resuming {t.out} after epoch {resume['epoch']} (best {selection} {t.best:.4f})")
+    selection = {"accuracy": "accuracy", "macro_roc_auc": "macro ROC-AUC"}[selected(t.multilabel)]
+    print(f"resuming {t.out} after epoch {resume['epoch']} (best validation {selection} {t.best:.4f})")
     trained_with = resume.get("world_size", 1)
     if trained_with != t.dist.world_size:
         print(f"note: epochs 1-{resume['epoch']} ran on {trained_with} process(es), the rest on "
@@ -550,10 +558,9 @@ def finish(t: Training, wall: float) -> None:
     t.model.load_state_dict(best_state["model"])
     results = test_report(t.model, best_state, t.cache, t.classes, t.splits, t.run, t.device, t.out, t.dist)
     if t.dist.main:
-        plot_curves(t.history, t.out / "curves.png", "macro_roc_auc" if t.multilabel else "accuracy")
+        plot_curves(t.history, t.out / "curves.png", selected(t.multilabel))
         results.update({"epochs": t.run.epochs, "train_seconds": round(wall, 1),
-                        ("val_macro_roc_auc" if t.multilabel else "val_accuracy"):
-                            t.best if t.splits["validation"][0].size else None})
+                        f"val_{selected(t.multilabel)}": t.best if t.splits["validation"][0].size else None})
         write_results(results, t.out)
         t.logger.final(t.step, results, t.classes, t.out)
     t.dist.barrier()  # results.json is there for every rank (--seeds looks for it)

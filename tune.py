@@ -44,14 +44,12 @@ from pathlib import Path
 import yaml
 
 from allocator import tune_malloc
-from config import (KINDS, AudioConfig, ConfigError, Parser, RunConfig, _base_type, add_options, all_fields, help_formatter,
-                    coerce, names_with, resolve, role)
+from config import (KINDS, AudioConfig, ConfigError, Parser, RunConfig, _base_type, absolute, add_options, all_fields,
+                    coerce, flag, help_formatter, names_with, resolve, role)
 
 SPACE_TYPES = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"},
                "categorical": {"choices"}}
 FINISHED = ("COMPLETE", "PRUNED")  # the TrialStates --n-trials counts
-TUNE_OPTIONS = ("config", "space", "n_trials", "storage", "name", "out", "pruner", "prune_after", "startup_trials",
-                "seed", "timeout", "heartbeat", "max_failures")  # tune.py's own (main.py's --seed: a space entry)
 
 
 def tune_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -168,7 +166,7 @@ def load_space(path: str) -> tuple[dict, dict]:
         name = str(key).replace("-", "_")
         if name in audio_fields:
             raise InputError(f"{path}: {name} is an audio parameter (each value builds another feature cache), not "
-                             f"a RunConfig field: fix it on the command line (--{name.replace('_', '-')})")
+                             f"a RunConfig field: fix it on the command line ({flag(name)})")
         if name not in run_fields:
             close = difflib.get_close_matches(name, sorted(run_fields), n=1)
             raise InputError(f"{path}: unknown parameter {key!r}: not a RunConfig field of config.py"
@@ -177,7 +175,7 @@ def load_space(path: str) -> tuple[dict, dict]:
             raise InputError(f"{path}: {name} is set by tune.py, not searched")
         if role(name) == "machine":
             raise InputError(f"{path}: {name} says where and how trials run, not what they learn: give it on the "
-                             f"command line (--{name.replace('_', '-')})")
+                             f"command line ({flag(name)})")
         if isinstance(spec, dict):
             search[name] = _param(name, spec, path)
         elif isinstance(spec, list):
@@ -315,8 +313,10 @@ def make_pruner(args):
 
 # ------------------------------------------------------------------------------------------ options
 
-REFUSED = {f"--{n.replace('_', '-')}": "each trial is a new run in OUT/trial-N/ (rerun the tune.py command to "
-           "continue a study)" for n in ("resume", "evaluate_only", "checkpoint", "seeds", "prepare_only", "shard")}
+# tune.py's own options (main.py's --seed is a space entry); main.py's other `command` options are refused
+TUNE_OPTIONS = tuple(a.dest for a in tune_options(argparse.ArgumentParser(add_help=False))._actions)
+REFUSED = {flag(n): "each trial is a new run in OUT/trial-N/ (rerun the tune.py command to "
+           "continue a study)" for n in names_with("command") if n not in TUNE_OPTIONS}
 
 
 def tune_parser() -> Parser:
@@ -334,8 +334,7 @@ def parse(argv) -> tuple[argparse.Namespace, RunConfig, AudioConfig, set, set]:
     args = tune_parser().parse_args(argv)
     cli = {k: v for k, v in vars(args).items() if v is not None and k in all_fields() and k not in TUNE_OPTIONS}
     run, audio, given = resolve({**cli, **({"config": args.config} if args.config else {})})
-    run = replace(run, data_dir=str(Path(run.data_dir).resolve()),  # what best.yaml records: valid anywhere
-                  cache_dir=str(Path(run.cache_dir).resolve()) if run.cache_dir else None)
+    run = absolute(run)  # what best.yaml records: valid anywhere
     for option, value, low in (("--n-trials", args.n_trials, 1), ("--heartbeat", args.heartbeat, 1),
                                ("--prune-after", args.prune_after, 1), ("--startup-trials", args.startup_trials, 0),
                                ("--max-failures", args.max_failures, 0)):
@@ -553,19 +552,17 @@ def main(argv=None) -> int:
             made = not out.exists()
             out.mkdir(parents=True, exist_ok=True)
             storage = open_storage(f"sqlite:///{out.resolve() / 'study.db'}")
-        metric = "val_macro_roc_auc" if base.target == "all" else "val_accuracy"
+        from train import selected
+        metric = f"val_{selected(base.target == 'all')}"
         study = optuna.create_study(study_name=name, storage=storage, sampler=make_sampler(args.seed),
                                     pruner=make_pruner(args), direction="maximize", load_if_exists=True)
         study_setup(study, {"metric": {"name": metric}, "search": search, "fixed": fixed,
                             "base": training_values(base, audio, given)})
         made = False
         out.mkdir(parents=True, exist_ok=True)
-    except ConfigError as e:
+    except (ConfigError, DataError, CheckpointError, ValueError) as e:
         if made:  # the default storage's folder, created for nothing
             shutil.rmtree(out, ignore_errors=True)
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (DataError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     os.environ.setdefault("WANDB_RUN_GROUP", name)  # read by wandb.init in train.Logger: one group per study
