@@ -271,6 +271,21 @@ def test_windowing_rule(ckpt, whole_clip_ckpt, tmp_path):
         assert list(b.starts) == list(crop_starts(frames, clip, whole))
 
 
+def test_max_seconds_stops_decoding_there(ckpt, tmp_path):
+    """A Predictor's max_seconds (the web page's length limit) fails a longer song 'too long' where decoding
+    reaches it, for a song of a clip's length and for a longer one (decoded in blocks); shorter songs pass."""
+    sr = 22050
+    tone = 0.1 * np.sin(np.arange(45 * sr) * 2 * np.pi * 440 / sr).astype(np.float32)
+    for seconds, limit in ((20, 10.0), (45, 40.0)):
+        f = tmp_path / f"{seconds}.wav"
+        sf.write(f, tone[: seconds * sr], sr)
+        def load(most):
+            return predictor.load_predictors([str(ckpt)], "cpu", max_seconds=most)[0].load(predictor.Song(str(f)))
+        refused = load(limit)
+        assert refused.error and "too long" in refused.error, seconds
+        assert load(seconds + 1).ok
+
+
 def test_same_accuracy_as_test_py_evaluation(trained, ckpt, tmp_path, capsys):
     """The demo's test tracks, predicted from their audio files, score exactly what main.py/test.py
     reported for the checkpoint from the feature cache; per-track probabilities agree too."""
