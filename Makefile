@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Real FMA in data/ (bash download_data.sh small) is used when present, else the synthetic demo set.
 DATA   ?= $(if $(wildcard data/fma_metadata/tracks.csv),data,data/demo)
 
-.PHONY: run test smoke venv clean-venv chromium
+.PHONY: run test smoke venv clean-venv system-packages
 
 venv: $(STAMP)
 
@@ -25,6 +25,7 @@ PRESET ?= configs/best.yaml
 RUN    ?= runs/$(notdir $(basename $(PRESET)))-$(notdir $(DATA))
 
 run: $(STAMP)
+	@if [ -z "$(TCMALLOC_DEB)" ]; then echo "note: no tcmalloc: CPU training runs on glibc's malloc, with more memory (apt-get install libtcmalloc-minimal4; docs/speed.md)"; fi
 	@if [ "$(DATA)" = data/demo ]; then $(BIN)/python demo_data.py --out data/demo; fi
 	$(BIN)/python main.py --config $(PRESET) --data-dir $(DATA) --subset small --out $(RUN)
 	$(BIN)/python pre_trained_models.py --checkpoint $(RUN)/best.pt $(RUN)/test_files.csv
@@ -46,19 +47,22 @@ smoke: $(STAMP)
 TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
-test: $(STAMP) chromium
+test: $(STAMP) system-packages
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --durations=15 $(PYTEST_ARGS) tests
 
-# The web page's browser tests (tests/test_app.py) drive Debian's chromium through Playwright (no browser
-# download). Installed here when missing and apt-get is there (as root, or through sudo without a password);
-# a failure only warns: those tests then skip, saying why.
+# Debian packages the tests use: chromium, which the web page's browser tests (tests/test_app.py) drive through
+# Playwright (no browser download), and tcmalloc, the allocator the entry scripts start themselves on
+# (allocator.py; without it they use glibc's malloc with thresholds, and its tests skip). Installed here when
+# missing and apt-get is there (as root, or through sudo without a password); a failure only warns.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
+TCMALLOC_DEB := $(firstword $(wildcard /usr/lib/*/libtcmalloc_minimal.so.4 /usr/lib/libtcmalloc_minimal.so.4))
+PACKAGES := $(if $(wildcard /usr/bin/chromium),,chromium) $(if $(TCMALLOC_DEB),,libtcmalloc-minimal4)
 
-chromium:
-	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing Debian's chromium for the browser tests"; \
-	  ( $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ) \
-	    || echo "warning: chromium could not be installed: the browser tests will skip"; \
+system-packages:
+	@if [ -n "$(strip $(PACKAGES))" ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing $(strip $(PACKAGES)) for the tests"; \
+	  ( $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(PACKAGES) >/dev/null ) \
+	    || echo "warning: $(strip $(PACKAGES)) could not be installed: the tests that need them will skip"; \
 	fi
 
 clean-venv:

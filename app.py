@@ -27,6 +27,10 @@ message in the page, and the server goes on serving.
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before torch is loaded: this process again on tcmalloc where installed (allocator.py)
+    from allocator import restart_with_tcmalloc
+    restart_with_tcmalloc()
+
 import argparse
 import collections
 import csv
@@ -448,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    tune_malloc()  # first: the heap, not fresh mappings, serves the large tensors (allocator.py)
+    tune_malloc()  # first: glibc's thresholds where tcmalloc is not loaded (allocator.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not 0 < args.port < 65536:

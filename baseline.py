@@ -15,6 +15,10 @@ for tests and reports. The log-mel cache is built (once) by cache.prepare_cache,
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before torch is loaded: this process again on tcmalloc where installed (allocator.py)
+    from allocator import restart_with_tcmalloc
+    restart_with_tcmalloc()
+
 import argparse
 
 import numpy as np
@@ -100,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> dict:
-    tune_malloc()  # first: the heap, not fresh mappings, serves the large tensors (allocator.py)
+    tune_malloc()  # first: glibc's thresholds where tcmalloc is not loaded (allocator.py)
     args = build_parser().parse_args(argv)
     from cache import prepare_cache
     from config import AudioConfig

@@ -15,6 +15,10 @@ markers and keeps the text around them.
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before torch is loaded: this process again on tcmalloc where installed (allocator.py)
+    from allocator import restart_with_tcmalloc
+    restart_with_tcmalloc()
+
 import argparse
 import concurrent.futures as cf
 import os
@@ -35,7 +39,9 @@ from measure import children_peak_rss_mb, failed, in_fresh_process, peak_rss_mb,
 ROOT = Path(__file__).resolve().parent
 FMA_LARGE_SPLITS = {"training": 84353, "validation": 10958, "test": 11263}  # official, 106,574 clips
 FMA_LARGE_MAX_ID = 155320        # highest track id of fma_large: its clips fill folders 000/ to 155/
-MALLOC_BASELINES = ("crnn", "musicnn")  # models whose CPU training is also measured with glibc's malloc defaults
+MALLOC_BASELINES = ("crnn", "musicnn")  # models whose CPU training is also measured on the other allocators
+ALLOCATOR_NAMES = {"tcmalloc": "tcmalloc", "mallopt": "glibc malloc, allocator.py's thresholds",
+                   "default": "glibc malloc defaults"}  # allocator.tune_malloc's answer -> a training row's setup
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -127,7 +133,7 @@ class TrainSpec:
     amp: bool
     channels_last: bool
     compile: bool
-    malloc: bool = True          # False: glibc's malloc defaults, not the entry scripts' (the allocator's baseline)
+    malloc: str = "auto"         # allocator.MODES: auto (the entry scripts'); mallopt or glibc (the baselines)
 
 
 def train_window(cache_dir: str, spec: TrainSpec, rows_needed: int | None = FMA_SMALL_EPOCH) -> dict:
@@ -392,11 +398,12 @@ def train_specs(args, device_type: str, model: str) -> list[TrainSpec]:
                       workers, args.amp and cuda, switch(args.channels_last, cuda), comp) for c in crops for comp in compiles]
 
 
-def setup(spec: TrainSpec) -> str:
-    """The device column of a training row: the device and what is switched on there."""
+def setup(spec: TrainSpec, allocator: str | None = None) -> str:
+    """The device column of a training row: the device, what is switched on there and (once the row has run)
+    the allocator that served it (tune_malloc's answer)."""
     on = [name for name, flag in (("AMP", spec.amp), ("channels_last", spec.channels_last),
                                   ("torch.compile", spec.compile)) if flag]
-    return ", ".join([spec.device, *on] + ([] if spec.malloc else ["glibc malloc defaults"]))
+    return ", ".join([spec.device, *on] + ([ALLOCATOR_NAMES.get(allocator, allocator)] if allocator else []))
 
 
 def run(args, command: str) -> dict:
@@ -430,13 +437,14 @@ def run(args, command: str) -> dict:
         for dev in devices:
             for model in models:
                 specs = train_specs(args, dev, model)
-                specs += [replace(s, malloc=False) for s in specs  # the allocator's baseline
+                specs += [replace(s, malloc=m) for m in ("mallopt", "glibc") for s in specs  # the baselines
                           if dev == "cpu" and model in MALLOC_BASELINES and s.crop_seconds]
                 for spec in specs:
-                    say(f"training: {model} on {setup(spec)}, {'3 s crops' if spec.crop_seconds else 'whole clips'}")
-                    results["train"].append({"model": model, "device": dev, "setup": setup(spec),
-                                             "crop_seconds": spec.crop_seconds, "malloc": spec.malloc,
-                                             **in_fresh_process(train_window, str(cache), spec, malloc=spec.malloc)})
+                    say(f"training: {model} on {setup(spec)} (FMA_MALLOC={spec.malloc}), "
+                        f"{'3 s crops' if spec.crop_seconds else 'whole clips'}")
+                    row = in_fresh_process(train_window, str(cache), spec, malloc=spec.malloc)
+                    results["train"].append({"model": model, "device": dev, "setup": setup(spec, row["allocator"]),
+                                             "crop_seconds": spec.crop_seconds, "malloc": spec.malloc, **row})
         if device.type != "cuda":
             results["train"] += [{"model": m, "device": "cuda", "setup": setup(s), "crop_seconds": s.crop_seconds,
                                   "note": NOT_MEASURED} for m in models for s in train_specs(args, "cuda", m)]
@@ -522,7 +530,7 @@ def memory(args, scratch: Path, device, say) -> dict:
 
 
 def main(argv=None) -> int:
-    tune_malloc()  # first: the heap, not fresh mappings, serves the large tensors (allocator.py)
+    tune_malloc()  # first: glibc's thresholds where tcmalloc is not loaded (allocator.py)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = resolve(build_parser().parse_args(argv))
     results = run(args, " ".join(["python bench.py", *argv]))

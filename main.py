@@ -18,6 +18,10 @@ genres, for `pre_trained_models.py runs/NAME/test_files.csv`), and logs to Weigh
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before torch is loaded: this process again on tcmalloc where installed (allocator.py)
+    from allocator import restart_with_tcmalloc
+    restart_with_tcmalloc()
+
 import os
 import sys
 from dataclasses import replace
@@ -85,7 +89,7 @@ def interrupted(e: KeyboardInterrupt, argv: list[str]) -> str:
 
 
 def main(argv=None) -> int:
-    tune_malloc()  # first: the heap, not fresh mappings, serves the large tensors (allocator.py)
+    tune_malloc()  # first: glibc's thresholds where tcmalloc is not loaded (allocator.py)
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     dist = Dist()
     try:

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from allocator import tune_malloc
+from allocator import child_allocator, tune_malloc
 
 
 def peak_rss_mb() -> float:
@@ -54,13 +54,19 @@ def measured(fn, args, kwargs) -> dict:
                              "sys_s": after[2] - before[2], "rss_mb": rss}}
 
 
-def in_fresh_process(fn, *args, malloc: bool = True, **kwargs) -> dict:
+def in_fresh_process(fn, *args, malloc: str = "auto", **kwargs) -> dict:
     """Run fn(*args, **kwargs) -> dict in a new (spawned) process, so that its peak RSS is its own; the result
-    gets `usage` (wall, user, sys of fn, DataLoader workers included, and peak RSS). The process has the entry
-    scripts' allocator settings (tune_malloc), or with `malloc=False` glibc's defaults (a baseline row)."""
+    gets `usage` (wall, user, sys of fn, DataLoader workers included, and peak RSS) and `allocator`. The process
+    runs on allocator `malloc` (allocator.MODES): auto, the entry scripts' (tcmalloc where installed), or a
+    baseline: mallopt (glibc's malloc with allocator.py's thresholds) or glibc (its defaults)."""
     ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(1, mp_context=ctx, initializer=tune_malloc if malloc else None) as pool:
-        return pool.submit(measured, fn, args, kwargs).result()
+    with child_allocator(malloc), cf.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        return pool.submit(_measured_on_its_allocator, fn, args, kwargs).result()
+
+
+def _measured_on_its_allocator(fn, args, kwargs) -> dict:
+    """In in_fresh_process's process: the allocator settings of an entry script (tune_malloc), then measured."""
+    return {"allocator": tune_malloc(), **measured(fn, args, kwargs)}
 
 
 # Runs the command as its own child and writes what that child used (os.wait4: its descendants included) to

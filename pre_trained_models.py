@@ -17,6 +17,10 @@ probabilities through test.py's inference function. Exit status: 0 every file pr
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before torch is loaded: this process again on tcmalloc where installed (allocator.py)
+    from allocator import restart_with_tcmalloc
+    restart_with_tcmalloc()
+
 import argparse
 import contextlib
 import csv
@@ -393,7 +397,7 @@ def unwritable(path: Optional[str]) -> Optional[str]:
 
 
 def main(argv=None) -> int:
-    tune_malloc()  # first: the heap, not fresh mappings, serves the large tensors (allocator.py)
+    tune_malloc()  # first: glibc's thresholds where tcmalloc is not loaded (allocator.py)
     try:
         args = build_parser().parse_args(argv)
         check_args(args)

@@ -28,6 +28,10 @@ parallel_coordinate.png (Optuna's matplotlib plots), and prints a table of the b
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # first, before torch is loaded: this process again on tcmalloc where installed (allocator.py)
+    from allocator import restart_with_tcmalloc
+    restart_with_tcmalloc()
+
 import argparse
 import difflib
 import json
@@ -520,7 +524,7 @@ def write_outputs(study, metric: str, names: list[str], out: Path) -> None:
 
 
 def main(argv=None) -> int:
-    tune_malloc()  # first: the heap, not fresh mappings, serves the large tensors (allocator.py)
+    tune_malloc()  # first: glibc's thresholds where tcmalloc is not loaded (allocator.py)
     import optuna
 
     from cache import open_cache

@@ -1,4 +1,4 @@
-"""The CPU speed-ups change no result: the allocator settings (allocator.tune_malloc), evaluation in chunks
+"""The CPU speed-ups change no result: the allocators (allocator.py: tcmalloc, glibc's thresholds), evaluation in chunks
 of windows (test.infer), musicnn's front-end in evaluation (models.conv_relu_bn_max), the mono mix-down
 (audio._mono), the mel filters without librosa (audio.mel_filterbank), the block-by-block decoding and log-mel of long songs (audio.audio_blocks, log_mel_blocks,
 predictor.song_features), and the predictor's model threads and small batches. Speeds themselves are
@@ -23,6 +23,7 @@ from conftest import MONO_44K, REAL_CLIPS, ROOT, STEREO_44K, STEREO_48K
 from config import AudioConfig
 from models import MODELS, ModelConfig, build_model, conv_relu_bn_max
 from models_utils import load_checkpoint
+from allocator import MODES, environment, find_tcmalloc
 from audio import _mono, audio_blocks, load_audio, log_mel, log_mel_blocks
 from test import infer
 
@@ -52,24 +53,96 @@ print(json.dumps({{"applied": applied, "losses": losses, "faults": faults,
 """
 
 
-def test_allocator_settings_change_no_loss_and_save_the_page_faults():
-    """The same training steps with glibc's defaults (FMA_MALLOPT=0) and with tune_malloc: the same losses
-    and weights bit for bit, and (where glibc is the C library) a fraction of the page faults."""
+def test_allocators_change_no_loss_and_save_the_page_faults():
+    """The same training steps on glibc's defaults, on glibc with allocator.py's thresholds and on the entry
+    scripts' allocator (tcmalloc where installed): the same losses and weights bit for bit, and (where glibc is
+    the C library) a fraction of the page faults."""
     script = TRAIN_STEPS.format(root=str(ROOT))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = {name: subprocess.Popen([sys.executable, "-c", script], env={**env, "FMA_MALLOPT": value}, cwd=ROOT,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name, value in (("default", "0"), ("tuned", "1"))}
+    procs = {name: subprocess.Popen([sys.executable, "-c", script], env={**environment(name), "OMP_NUM_THREADS": "1"},
+                                    cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name in MODES}
     out = {}
     for name, p in procs.items():
         stdout, stderr = p.communicate(timeout=300)
         assert p.returncode == 0, stderr
         out[name] = json.loads(stdout.strip().splitlines()[-1])
-    assert out["default"]["applied"] is False
-    assert out["tuned"]["losses"] == out["default"]["losses"] and len(out["tuned"]["losses"]) == 3
-    assert out["tuned"]["weights"] == out["default"]["weights"]
-    if out["tuned"]["applied"]:  # glibc
-        assert out["tuned"]["faults"] < 0.25 * out["default"]["faults"], out
+    assert out["glibc"]["applied"] == "default"
+    assert out["auto"]["applied"] == ("tcmalloc" if find_tcmalloc() else out["mallopt"]["applied"])
+    for name in ("mallopt", "auto"):
+        assert out[name]["losses"] == out["glibc"]["losses"] and len(out[name]["losses"]) == 3
+        assert out[name]["weights"] == out["glibc"]["weights"]
+        if out[name]["applied"] != "default":  # glibc, or tcmalloc
+            assert out[name]["faults"] < 0.25 * out["glibc"]["faults"], out
+
+
+# An entry script's first lines (main.py's), then what the process is: its id, arguments and allocator.
+ENTRY = """
+import json, os, sys
+sys.path.insert(0, {root!r})
+if __name__ == "__main__":
+    import allocator
+    if os.environ.get("FAKE_TCMALLOC"):  # a library that cannot be preloaded (ld.so ignores it, and says so)
+        allocator.find_tcmalloc = lambda: os.environ["FAKE_TCMALLOC"]
+    allocator.restart_with_tcmalloc()
+from allocator import tune_malloc
+print(json.dumps({{"pid": os.getpid(), "argv": sys.argv[1:], "allocator": tune_malloc(),
+                  "stdin": sys.stdin.read()}}))
+sys.exit(3)
+"""
+
+
+def run_entry(tmp_path, env: dict, timeout: float = 60) -> tuple[subprocess.Popen, str, str]:
+    script = tmp_path / "entry.py"
+    script.write_text(ENTRY.format(root=str(ROOT)))
+    p = subprocess.Popen([sys.executable, "-u", str(script), "a b", "--c"], env={**os.environ, **env},
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = p.communicate("given", timeout=timeout)
+    finally:
+        p.kill()  # a script that restarts for ever
+    return p, stdout, stderr
+
+
+@pytest.mark.skipif(find_tcmalloc() is None, reason="tcmalloc is not installed (apt-get install libtcmalloc-minimal4)")
+def test_an_entry_script_restarts_itself_on_tcmalloc(tmp_path):
+    """restart_with_tcmalloc at an entry script's first line: the same process (id), arguments, input and exit
+    code, now on tcmalloc; with FMA_MALLOC=mallopt or glibc it stays on glibc."""
+    for value, expected in (("auto", "tcmalloc"), ("mallopt", "mallopt"), ("glibc", "default")):
+        env = {k: v for k, v in environment(value).items() if k != "LD_PRELOAD"}  # the entry script's own choice
+        p, stdout, stderr = run_entry(tmp_path, {"LD_PRELOAD": "", **env})
+        assert p.returncode == 3, stderr
+        info = json.loads(stdout)
+        assert info["pid"] == p.pid and info["argv"] == ["a b", "--c"] and info["stdin"] == "given"
+        assert info["allocator"] == expected, (value, info)
+
+
+def test_a_library_that_cannot_be_preloaded_restarts_once(tmp_path):
+    """When the preload fails (ld.so ignores a library it cannot load), the script restarts once and runs on
+    glibc with the thresholds, instead of restarting for ever."""
+    fake = tmp_path / "libtcmalloc_minimal.so.4"
+    fake.write_text("not a library")
+    p, stdout, stderr = run_entry(tmp_path, {"FAKE_TCMALLOC": str(fake), "FMA_MALLOC": "auto", "LD_PRELOAD": ""},
+                           timeout=30)
+    assert p.returncode == 3, stderr
+    assert json.loads(stdout)["allocator"] == "mallopt"
+    assert stderr.count("cannot be preloaded") == 1, stderr
+
+
+def test_a_wrong_allocator_name_is_one_error_line(tmp_path):
+    p, stdout, stderr = run_entry(tmp_path, {"FMA_MALLOC": "jemalloc"})
+    assert p.returncode == 2 and stdout == ""
+    assert stderr.strip().splitlines() == ["error: FMA_MALLOC must be one of auto, mallopt, glibc, not 'jemalloc'"]
+
+
+def test_every_entry_script_restarts_before_importing_anything_else():
+    """The restart is the first statement of every entry script that calls tune_malloc, before torch is loaded
+    (a restart after it would load torch twice)."""
+    import ast
+    for script in ("main.py", "tune.py", "pre_trained_models.py", "app.py", "bench.py", "baseline.py"):
+        body = ast.parse((ROOT / script).read_text()).body
+        first = [n for n in body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
+                 and not (isinstance(n, ast.ImportFrom) and n.module == "__future__")][0]
+        assert isinstance(first, ast.If) and "restart_with_tcmalloc" in ast.unparse(first), script
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
