@@ -426,12 +426,21 @@ def load_config(argv=None, description: str = "", epilog: str = "") -> tuple[Run
     return resolve({k: v for k, v in vars(args).items() if v is not None})
 
 
+def shipped(path: str) -> str:
+    """A preset's relative path as given where it exists from the current folder, else the repository's file
+    (the presets name shipped checkpoints, e.g. pretrained/musicnn_msd.pt, and run from any folder)."""
+    here, ours = Path(path), Path(__file__).resolve().parent / path
+    return str(ours) if not here.is_absolute() and not here.exists() and ours.exists() else path
+
+
 def resolve(given: dict) -> tuple[RunConfig, AudioConfig, set]:
     """The configs of options given as {name: value} (strings or values), over --config's preset, over the
     defaults; and the names set explicitly. ConfigError for an unknown name or a bad value."""
     values = read_preset(given["config"]) if given.get("config") else {}
     check_names(values, f"preset {given.get('config')}")
     values = {k: coerce(k, v, f"preset {given['config']}") for k, v in values.items()}
+    if values.get("init"):
+        values["init"] = shipped(values["init"])
     values.update({k: coerce(k, v) for k, v in given.items()})
     run = RunConfig(**{k: v for k, v in values.items() if k in {f.name for f in fields(RunConfig)}})
     audio = AudioConfig(**{k: v for k, v in values.items() if k in {f.name for f in fields(AudioConfig)}})

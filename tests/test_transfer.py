@@ -7,6 +7,7 @@ that writes pretrained/musicnn_msd.pt): the tests need neither TensorFlow nor th
 """
 import json
 import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -191,6 +192,22 @@ def test_presets(preset, frozen, lr):
     assert run.model == "musicnn" and run.init == "pretrained/musicnn_msd.pt"
     assert run.freeze_backbone == frozen and run.lr == lr and run.eval_crops == 10
     assert audio.frames_for(run.crop_seconds) == PATCH_FRAMES
+
+
+def test_a_preset_names_the_shipped_checkpoint_from_any_folder(tmp_path, monkeypatch):
+    """A shipped preset run from another folder finds the shipped checkpoint it names (it was 'checkpoint not
+    found'); a relative path that exists from the current folder (the user's own file) is taken as given."""
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    run, _, _ = load_config(["--config", str(root / "configs" / "musicnn_frozen.yaml")])
+    assert Path(run.init) == root / "pretrained" / "musicnn_msd.pt" and Path(run.init).is_file()
+    own = tmp_path / "pretrained" / "musicnn_msd.pt"
+    own.parent.mkdir()
+    own.write_bytes(b"")
+    run, _, _ = load_config(["--config", str(root / "configs" / "musicnn_frozen.yaml")])
+    assert run.init == "pretrained/musicnn_msd.pt"
+    run, _, _ = load_config(["--config", str(root / "configs" / "musicnn_frozen.yaml"), "--init", "mine.pt"])
+    assert run.init == "mine.pt"  # the command line's path is the user's, as given
 
 
 def test_init_of_another_model_or_other_features_is_refused(pretrained, demo, tmp_path):
