@@ -25,7 +25,8 @@ PRESET ?= configs/best.yaml
 RUN    ?= runs/$(notdir $(basename $(PRESET)))-$(notdir $(DATA))
 
 run: $(STAMP)
-	@if [ -z "$(TCMALLOC_DEB)" ]; then echo "note: no tcmalloc: CPU training runs on glibc's malloc, with more memory (apt-get install libtcmalloc-minimal4; docs/speed.md)"; fi
+	@$(BIN)/python -c "import allocator, sys; sys.exit(allocator.find_tcmalloc() is None)" \
+	  || echo "note: no tcmalloc: CPU training runs on glibc's malloc, with more memory (apt-get install libtcmalloc-minimal4)"
 	@if [ "$(DATA)" = data/demo ]; then $(BIN)/python demo_data.py --out data/demo; fi
 	$(BIN)/python main.py --config $(PRESET) --data-dir $(DATA) --subset small --out $(RUN)
 	$(BIN)/python pre_trained_models.py --checkpoint $(RUN)/best.pt $(RUN)/test_files.csv

@@ -27,6 +27,8 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, get_args, get_origin, get_type_hints
 
+ROOT = Path(__file__).resolve().parent  # the repository: configs/, pretrained/
+
 ROLES = {  # role: (on --resume, across --seeds, in a tune.py search)
     "recipe": ("refused", "the same for every seed", "searched or fixed"),
     "length": ("may change (extends the run)", "the same for every seed", "searched or fixed"),
@@ -385,7 +387,7 @@ def read_preset(path: str) -> dict:
     """A preset file -> {option: value} (names as fields: n-mels -> n_mels), or a ConfigError naming the problem."""
     p = Path(path)
     if not p.is_file():
-        shipped = ", ".join(sorted(x.name for x in Path(__file__).with_name("configs").glob("*.yaml")))
+        shipped = ", ".join(sorted(x.name for x in (ROOT / "configs").glob("*.yaml")))
         raise ConfigError(f"preset {path} not found" + (f" (configs/ has {shipped})" if shipped else ""))
     try:
         text = p.read_text()
@@ -426,10 +428,10 @@ def load_config(argv=None, description: str = "", epilog: str = "") -> tuple[Run
     return resolve({k: v for k, v in vars(args).items() if v is not None})
 
 
-def shipped(path: str) -> str:
+def repository_file(path: str) -> str:
     """A preset's relative path as given where it exists from the current folder, else the repository's file
     (the presets name shipped checkpoints, e.g. pretrained/musicnn_msd.pt, and run from any folder)."""
-    here, ours = Path(path), Path(__file__).resolve().parent / path
+    here, ours = Path(path), ROOT / path
     return str(ours) if not here.is_absolute() and not here.exists() and ours.exists() else path
 
 
@@ -440,7 +442,7 @@ def resolve(given: dict) -> tuple[RunConfig, AudioConfig, set]:
     check_names(values, f"preset {given.get('config')}")
     values = {k: coerce(k, v, f"preset {given['config']}") for k, v in values.items()}
     if values.get("init"):
-        values["init"] = shipped(values["init"])
+        values["init"] = repository_file(values["init"])
     values.update({k: coerce(k, v) for k, v in given.items()})
     run = RunConfig(**{k: v for k, v in values.items() if k in {f.name for f in fields(RunConfig)}})
     audio = AudioConfig(**{k: v for k, v in values.items() if k in {f.name for f in fields(AudioConfig)}})
