@@ -234,9 +234,10 @@ PREDICT_SONGS = 20  # real clips (tests/data's, repeated) of the prediction row
 PREDICT_CHECKPOINT = "pretrained/musicnn_msd.pt"
 
 
-def predict_folder(scratch: Path, songs: int = PREDICT_SONGS) -> dict:
+def predict_folder(scratch: Path, songs: int = PREDICT_SONGS, repeats: int = 1) -> dict:
     """`pre_trained_models.py --checkpoint PREDICT_CHECKPOINT FOLDER` on 1 and on `songs` real clips (tests/data's,
-    repeated): each command's usage, and the seconds per song after start-up: the walls' difference / (songs - 1)."""
+    repeated), `repeats` times in turn: each command's usage, and for each repeat the seconds per song after
+    start-up (the walls' difference / (songs - 1)); `s_per_song` is their median."""
     clips = sorted((ROOT / "tests" / "data").glob("**/*.mp3"))
     rows = []
     for n in (1, songs):
@@ -244,12 +245,15 @@ def predict_folder(scratch: Path, songs: int = PREDICT_SONGS) -> dict:
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(n):
             shutil.copyfile(clips[i % len(clips)], folder / f"{i:02d}-{clips[i % len(clips)].name}")
-        done, used = run_command([sys.executable, str(ROOT / "pre_trained_models.py"), "--checkpoint",
-                                  str(ROOT / PREDICT_CHECKPOINT), str(folder)])
-        if done.returncode:
-            return {"checkpoint": PREDICT_CHECKPOINT, "rows": rows, "note": failed(done), "usage": used}
-        rows.append({"songs": n, "usage": used})
-    per_song = (rows[1]["usage"]["wall_s"] - rows[0]["usage"]["wall_s"]) / (songs - 1)
+    for _ in range(repeats):
+        for n in (1, songs):
+            done, used = run_command([sys.executable, str(ROOT / "pre_trained_models.py"), "--checkpoint",
+                                      str(ROOT / PREDICT_CHECKPOINT), str(scratch / f"predict-{n}")])
+            if done.returncode:
+                return {"checkpoint": PREDICT_CHECKPOINT, "rows": rows, "note": failed(done), "usage": used}
+            rows.append({"songs": n, "usage": used})
+        rows[-1]["s_per_song"] = (rows[-1]["usage"]["wall_s"] - rows[-2]["usage"]["wall_s"]) / (songs - 1)
+    per_song = float(np.median([row["s_per_song"] for row in rows if "s_per_song" in row]))
     return {"checkpoint": PREDICT_CHECKPOINT, "rows": rows, "s_per_song": per_song}
 
 
@@ -370,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--latency-songs", type=int, default=None, help="songs timed one at a time (default: 8 quick, 32)")
     add("--large-tracks", type=int, default=sum(FMA_LARGE_SPLITS.values()), help="clips of the memory benchmark")
     add("--check-files", type=int, default=sum(FMA_LARGE_SPLITS.values()), help="files of the cache-check benchmark")
+    add("--repeats", type=int, default=3,
+        help="runs of the two goals nearest this machine's run-to-run spread, in turn: crnn on tcmalloc and on "
+             "glibc's defaults, and the prediction row; their goals take the median")
     add("--memory-steps", type=int, default=None, help="training batches over the large cache (default: 10 quick, 100)")
     add("--work-dir", default=os.path.join(tempfile.gettempdir(), "fma-bench"), help="where the demo MP3s are kept")
     add("--tmp-dir", default=tempfile.gettempdir(), help="where the sparse fma_large-sized cache is written")
@@ -383,8 +390,9 @@ def resolve(args) -> argparse.Namespace:
                               ("latency_songs", 8, 32), ("memory_steps", 10, 100)):
         if getattr(args, name) is None:
             setattr(args, name, quick if q else full)
-    if args.workers < 1 or args.tracks_per_genre < 1 or args.batch_size < 1:
-        raise SystemExit("error: --workers, --tracks-per-genre and --batch-size must be >= 1")
+    if min(args.workers, args.tracks_per_genre, args.batch_size, args.repeats) < 1:
+        print("error: --workers, --tracks-per-genre, --batch-size and --repeats must be >= 1", file=sys.stderr)
+        raise SystemExit(2)
     return args
 
 
@@ -396,6 +404,19 @@ def train_specs(args, device_type: str, model: str) -> list[TrainSpec]:
     workers = args.loader_workers if args.loader_workers is not None else (4 if cuda else 0)
     return [TrainSpec(model, device_type, c, args.batch_size, args.warmup_steps, args.window_seconds, args.min_steps,
                       workers, args.amp and cuda, switch(args.channels_last, cuda), comp) for c in crops for comp in compiles]
+
+
+def allocator_pairs(cache: Path, args, say) -> list[dict]:
+    """`--repeats` - 1 more pairs of crnn's CPU training row, on the entry scripts' allocator (auto) and on
+    glibc's defaults, back to back: clips/s of each. A process's speed on a shared virtual machine drifts by
+    10-20% from one to the next, so the allocator goal takes the median ratio over the training table's pair
+    and these."""
+    spec, pairs = train_specs(args, "cpu", "crnn")[0], []
+    for i in range(args.repeats - 1):
+        say(f"training: crnn on tcmalloc and on glibc's defaults again, pair {i + 2} of {args.repeats}")
+        pairs.append({m: in_fresh_process(train_window, str(cache), replace(spec, malloc=m), malloc=m)["clips_per_s"]
+                      for m in ("auto", "glibc")})
+    return pairs
 
 
 def setup(spec: TrainSpec, allocator: str | None = None) -> str:
@@ -445,6 +466,8 @@ def run(args, command: str) -> dict:
                     row = in_fresh_process(train_window, str(cache), spec, malloc=spec.malloc)
                     results["train"].append({"model": model, "device": dev, "setup": setup(spec, row["allocator"]),
                                              "crop_seconds": spec.crop_seconds, "malloc": spec.malloc, **row})
+        if "crnn" in models:
+            results["allocator_pairs"] = allocator_pairs(cache, args, say)
         if device.type != "cuda":
             results["train"] += [{"model": m, "device": "cuda", "setup": setup(s), "crop_seconds": s.crop_seconds,
                                   "note": NOT_MEASURED} for m in models for s in train_specs(args, "cuda", m)]
@@ -456,8 +479,9 @@ def run(args, command: str) -> dict:
                     inference, model, files, dev, args.workers, args.latency_songs)})
         if device.type != "cuda":
             results["infer"] += [{"model": m, "device": "cuda", "note": NOT_MEASURED} for m in models]
-        say(f"prediction: {PREDICT_CHECKPOINT} on 1 and {PREDICT_SONGS} real clips, one process each")
-        results["predict"] = predict_folder(scratch)
+        say(f"prediction: {PREDICT_CHECKPOINT} on 1 and {PREDICT_SONGS} real clips, one process each, "
+            f"{args.repeats} time(s)")
+        results["predict"] = predict_folder(scratch, repeats=args.repeats)
         results["memory"] = memory(args, scratch, device, say)
         if switch(args.end_to_end, device.type == "cuda"):
             say(f"end to end: python main.py --config {E2E_PRESET} on the demo set of make run, {device.type}")

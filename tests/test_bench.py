@@ -59,8 +59,10 @@ def test_pieces_and_report(small_tree, tmp_path):
     assert check["files"] == 300 and min(check["index_s"], check["paths_s"], check["stat_s"]) > 0
     assert len(list((tmp_path / "tree" / "fma_large").glob("*/*.mp3"))) == 300
     assert {p.name for p in (tmp_path / "tree" / "fma_large").iterdir()} == {f"{i:03d}" for i in range(156)}
-    predict = bench.predict_folder(tmp_path / "predict", songs=2)  # real processes, real clips
-    assert [r["songs"] for r in predict["rows"]] == [1, 2] and predict["rows"][1]["usage"]["rss_mb"] > 100
+    predict = bench.predict_folder(tmp_path / "predict", songs=2, repeats=2)  # real processes, real clips
+    assert [r["songs"] for r in predict["rows"]] == [1, 2, 1, 2] and predict["rows"][1]["usage"]["rss_mb"] > 100
+    runs = [r["s_per_song"] for r in predict["rows"] if "s_per_song" in r]
+    assert len(runs) == 2 and predict["s_per_song"] == pytest.approx(sum(runs) / 2)
     results = {"machine": "test machine", "command": "python bench.py --quick", "wall_s": 1.0, "files": files,
                "extract": extract, "check": check,
                "train": [{"model": "cnn1d", "device": "cpu", "crop_seconds": 3.0, **train},
@@ -86,6 +88,27 @@ def test_pieces_and_report(small_tree, tmp_path):
                      r"[\d.]+ tracks \(2 threads\) \|$", text, flags=re.M), text
     results["check"] = {"note": "skipped: no inodes"}
     assert "| 106,574 | skipped: no inodes | | | | | |" in bench_report.report(args, results)
+
+
+def test_the_allocator_goal_takes_the_median_of_its_pairs():
+    row = lambda malloc, clips, rss: {"model": "crnn", "device": "cpu", "crop_seconds": 3.0, "malloc": malloc,
+                                       "clips_per_s": clips, "load_clips_per_s": 8000.0,
+                                       "usage": {"wall_s": 7.0, "user_s": 9.0, "sys_s": 1.0, "rss_mb": rss}}
+    r = {"train": [row("auto", 120.0, 700.0), row("mallopt", 110.0, 900.0), row("glibc", 50.0, 680.0),
+                   {**row("auto", 999.0, 1.0), "device": "cuda"}],
+         "allocator_pairs": [{"auto": 100.0, "glibc": 50.0}, {"auto": 130.0, "glibc": 50.0}]}
+    speedups, rss = bench_report.allocator_ratios(r)
+    assert speedups == pytest.approx([2.4, 2.0, 2.6]) and rss == {"crnn": pytest.approx(700 / 680)}
+    assert bench_report.median_of(speedups) == "2.40x (median of 3: 2.00-2.60x)"
+    assert bench_report.median_of([0.2034], 3, " s") == "0.203 s" and bench_report.median_of([]) == "-"
+    args = bench.resolve(bench.build_parser().parse_args(["--quick"]))
+    assert "100.0 / 50.0, 130.0 / 50.0" in "\n".join(bench_report.training(args, r))
+
+
+def test_wrong_repeats_is_one_error_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        bench.resolve(bench.build_parser().parse_args(["--repeats", "0"]))
+    assert e.value.code == 2 and capsys.readouterr().err.strip().startswith("error: ")
 
 
 # ---------------------------------------------------------------------------- BENCHMARKS.md: its markers
