@@ -29,6 +29,7 @@ Windows) nothing is done.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 import sysconfig
@@ -99,6 +100,7 @@ def tcmalloc_loaded() -> bool:
         return False
 
 
+@functools.cache  # asked at the restart, and for every child process environment() prepares
 def find_tcmalloc() -> str | None:
     """The path of an installed tcmalloc (Python's prefix first: conda's gperftools), or None."""
     arch = sysconfig.get_config_var("MULTIARCH") or ""  # e.g. x86_64-linux-gnu (Debian's library folder)

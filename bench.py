@@ -193,6 +193,11 @@ def train_window(cache_dir: str, spec: TrainSpec, rows_needed: int | None = FMA_
             "rss_mb": peak_rss_mb(), "children_rss_mb": children_peak_rss_mb()}
 
 
+def train_row(cache_dir, spec: TrainSpec, **kwargs) -> dict:
+    """train_window in a fresh process on the spec's allocator (spec.malloc), measured (measure.in_fresh_process)."""
+    return in_fresh_process(train_window, str(cache_dir), spec, malloc=spec.malloc, **kwargs)
+
+
 # ---------------------------------------------------------------------------------------- inference
 
 def inference(model: str, files: list[Path], device: str, workers: int, latency_songs: int) -> dict:
@@ -414,8 +419,7 @@ def allocator_pairs(cache: Path, args, say) -> list[dict]:
     spec, pairs = train_specs(args, "cpu", "crnn")[0], []
     for i in range(args.repeats - 1):
         say(f"training: crnn on tcmalloc and on glibc's defaults again, pair {i + 2} of {args.repeats}")
-        pairs.append({m: in_fresh_process(train_window, str(cache), replace(spec, malloc=m), malloc=m)["clips_per_s"]
-                      for m in ("auto", "glibc")})
+        pairs.append({m: train_row(cache, replace(spec, malloc=m))["clips_per_s"] for m in ("auto", "glibc")})
     return pairs
 
 
@@ -463,7 +467,7 @@ def run(args, command: str) -> dict:
                 for spec in specs:
                     say(f"training: {model} on {setup(spec)} (FMA_MALLOC={spec.malloc}), "
                         f"{'3 s crops' if spec.crop_seconds else 'whole clips'}")
-                    row = in_fresh_process(train_window, str(cache), spec, malloc=spec.malloc)
+                    row = train_row(cache, spec)
                     results["train"].append({"model": model, "device": dev, "setup": setup(spec, row["allocator"]),
                                              "crop_seconds": spec.crop_seconds, "malloc": spec.malloc, **row})
         if "crnn" in models:
@@ -549,7 +553,7 @@ def memory(args, scratch: Path, device, say) -> dict:
     path = write_large_cache(scratch / "large", args.large_tracks, audio)
     spec = train_specs(args, device.type, "crnn")[0]
     spec.window_seconds, spec.min_steps, spec.warmup_steps = 0.0, args.memory_steps, 1
-    out = in_fresh_process(train_window, str(path), spec, rows_needed=None)
+    out = train_row(path, spec, rows_needed=None)
     return {**out, "tracks": args.large_tracks, "gb": gb, "loader_workers": spec.loader_workers}
 
 

@@ -97,13 +97,18 @@ def inference(args, r: dict) -> list[str]:
     return lines
 
 
+def per_song_runs(p: dict) -> list[float]:
+    """The prediction row's seconds per song after start-up, one per run of its pair of commands."""
+    return [row["s_per_song"] for row in p.get("rows", []) if "s_per_song" in row]
+
+
 def prediction(args, r: dict) -> list[str]:
     p = r.get("predict")
     if not p:
         return []
     lines = ["", f"### Prediction (`python pre_trained_models.py --checkpoint {p['checkpoint']} FOLDER` on real "
                  f"30 s FMA clips of tests/data, repeated; one process per command; the pair of commands run "
-                 f"{sum(1 for row in p['rows'] if 's_per_song' in row)} time(s) in turn)", "",
+                 f"{len(per_song_runs(p))} time(s) in turn)", "",
              "| songs | per song after start-up |" + USAGE_HEAD, "|---:|---:|" + USAGE_RULE]
     for row in p["rows"]:
         lines.append(f"| {row['songs']} | {fmt(row['s_per_song'], 3) + ' s' if 's_per_song' in row else ''} |"
@@ -238,7 +243,7 @@ def goals(args, r: dict) -> list[str]:
             f"| prediction ({p.get('checkpoint', '-')}, {p['rows'][-1]['songs'] if p.get('rows') else '-'} real "
             f"30 s clips): <= {GOALS['predict_s_per_song']:g} s per song after start-up, peak RSS < "
             f"{GOALS['predict_rss_mb']:g} MiB | "
-            + (f"{median_of([row['s_per_song'] for row in p['rows'] if 's_per_song' in row], 3, ' s')}, "
+            + (f"{median_of(per_song_runs(p), 3, ' s')}, "
                f"{fmt(predict_rss, 0)} MiB | "
                f"{goal(p['s_per_song'] <= GOALS['predict_s_per_song'] and predict_rss < GOALS['predict_rss_mb'])} |"
                if "s_per_song" in p else "- | not measured |"),
